@@ -1,0 +1,27 @@
+"""dcgan_hf: a DCGAN for 64×64 faces, shared as Hugging Face Hub models.
+
+>>> from dcgan_hf import Generator
+>>> G = Generator.from_pretrained("user/dcgan-celeba")  # or a local folder
+>>> images = G.sample(seeds="0-15")                      # uint8 (16, 3, 64, 64)
+"""
+
+from .latent import SEED_LIMIT, check_seed, latent, latents, parse_seeds
+from .models import Discriminator, Generator, ModelLoadError
+from .sampling import interpolate, interpolation_gif, render, sample
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Discriminator",
+    "Generator",
+    "ModelLoadError",
+    "SEED_LIMIT",
+    "check_seed",
+    "interpolate",
+    "interpolation_gif",
+    "latent",
+    "latents",
+    "parse_seeds",
+    "render",
+    "sample",
+]

@@ -1,0 +1,79 @@
+"""Pixels in and out: [-1, 1] floats ↔ uint8, PIL images, grids, PNG and GIF bytes.
+
+Every output path goes through :func:`to_uint8`, so a PNG, a grid and the API tensor of
+the same seed hold the same pixel values.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Sequence
+
+import torch
+from PIL import Image
+from torchvision.utils import make_grid
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) floats in [-1, 1] → uint8 in [0, 255], rounding half up."""
+    return images.float().add(1.0).mul_(127.5).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) → floats in [-1, 1]: the inverse the models are trained on."""
+    return images.float().div(127.5).sub_(1.0)
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """uint8 (N, C, H, W) → one RGB (or L) PIL image per sample."""
+    _check_uint8(images)
+    array = images.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    if array.shape[-1] == 1:
+        return [Image.fromarray(sample[..., 0], mode="L") for sample in array]
+    return [Image.fromarray(sample) for sample in array]
+
+
+def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> torch.Tensor:
+    """uint8 (N, C, H, W) → one uint8 (C, H', W') grid, near-square by default."""
+    _check_uint8(images)
+    if images.shape[0] == 0:
+        raise ValueError("cannot make a grid of zero images")
+    nrow = nrow or math.ceil(math.sqrt(images.shape[0]))
+    return make_grid(images, nrow=nrow, padding=padding, pad_value=0)
+
+
+def grid_image(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
+    """The grid of :func:`grid` as a PIL image."""
+    return to_pil(grid(images, nrow, padding)[None])[0]
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Lossless PNG encoding of a PIL image."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def gif_bytes(frames: Sequence[Image.Image], duration_ms: int = 80, loop: bool = True) -> bytes:
+    """An animated GIF; frames keep their exact colours when they hold ≤ 256 of them."""
+    if len(frames) == 0:
+        raise ValueError("a GIF needs at least one frame")
+    buffer = io.BytesIO()
+    first, *rest = frames
+    options = dict(format="GIF", save_all=True, append_images=rest, duration=duration_ms, disposal=2)
+    if loop:
+        options["loop"] = 0
+    first.save(buffer, **options)
+    return buffer.getvalue()
+
+
+def gif_frame_count(data: bytes) -> int:
+    """How many frames an encoded GIF holds (what a browser will play)."""
+    with Image.open(io.BytesIO(data)) as gif:
+        return getattr(gif, "n_frames", 1)
+
+
+def _check_uint8(images: torch.Tensor) -> None:
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError(f"expected a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
