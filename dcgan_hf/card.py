@@ -22,8 +22,8 @@ A DCGAN {{ model_kind }} ([Radford et al., 2015]({{ paper_url }})) for 64×64 RG
 saved with the `dcgan_hf` library as `config.json` + `model.safetensors`.
 
 {% if sample_grid %}![Samples from this model]({{ sample_grid }})
-{% endif %}{% if interpolation %}
-![A latent interpolation]({{ interpolation }})
+{% endif %}{% if animation %}
+![{{ animation_caption | default("Animation", true) }}]({{ animation }})
 {% endif %}
 ## Use it
 
@@ -70,7 +70,8 @@ def render(
     title: str | None = None,
     repo_id: str | None = None,
     sample_grid: str | None = None,
-    interpolation: str | None = None,
+    animation: str | None = None,
+    animation_caption: str | None = None,
     metrics: Sequence[Mapping[str, Any]] = (),
     training: Mapping[str, Any] | None = None,
     notes: str | None = None,
@@ -78,7 +79,7 @@ def render(
 ) -> ModelCard:
     """Fill the template for ``model`` (a Generator or Discriminator).
 
-    ``sample_grid``/``interpolation`` are paths inside the repo; ``metrics`` rows are
+    ``sample_grid``/``animation`` are paths inside the repo (a GIF for the latter); ``metrics`` rows are
     ``{"name", "value", "protocol"}``; ``training`` is shown as a two-column table.
     """
     info = type(model)._hub_mixin_info
@@ -91,7 +92,8 @@ def render(
         repo_id=repo_id,
         config=dict(model.config),
         sample_grid=sample_grid,
-        interpolation=interpolation,
+        animation=animation,
+        animation_caption=animation_caption,
         metrics=[dict(row) for row in metrics],
         training=dict(training or {}),
         notes=notes,

@@ -42,13 +42,17 @@ class ModelLoadError(ValueError):
     """A model folder or repo that cannot be loaded as asked; the message says why."""
 
 
-def dcgan_init(module: nn.Module) -> None:
-    """DCGAN paper init: conv weights N(0, 0.02), BN scale N(1, 0.02), BN shift 0."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-    elif isinstance(module, nn.BatchNorm2d):
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)
+def dcgan_init(model: nn.Module, generator: torch.Generator | None = None) -> None:
+    """DCGAN paper init: conv weights N(0, 0.02), BN scale N(1, 0.02), BN shift 0.
+
+    Pass ``generator`` to make the weights a function of its seed alone (training does).
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(module.weight, 0.0, 0.02, generator=generator)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.normal_(module.weight, 1.0, 0.02, generator=generator)
+            nn.init.zeros_(module.bias)
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -225,7 +229,7 @@ class Generator(_HubModel, PyTorchModelHubMixin, **HUB_METADATA):
             nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),  # 12: 32 → 64
             nn.Tanh(),
         )
-        self.apply(dcgan_init)
+        dcgan_init(self)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() == 2:
@@ -270,7 +274,7 @@ class Discriminator(_HubModel, PyTorchModelHubMixin, **HUB_METADATA):
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False),  # 11: 4 → 1 (logit)
         )
-        self.apply(dcgan_init)
+        dcgan_init(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4 or images.shape[1:] != (self.nc, 64, 64):

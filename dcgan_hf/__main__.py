@@ -1,0 +1,102 @@
+"""``python -m dcgan_hf generate | convert | evaluate``: the library from the shell.
+
+    python -m dcgan_hf generate --seeds 0-15 --out grid.png                # the bundled model
+    python -m dcgan_hf generate --model user/dcgan-celeba@epoch-5 --seeds 7 --out seven.png
+    python -m dcgan_hf generate --interpolate 3,7 --frames 24 --out walk.gif
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import images as imaging
+from .hub import BUNDLED_MODEL, load_generator
+from .models import ModelLoadError
+from .sampling import interpolate, interpolation_gif, sample
+
+
+def _generate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--model", default=str(BUNDLED_MODEL),
+                        help="a model folder or Hub repo id, optionally @revision (default: the bundled model)")
+    parser.add_argument("--seeds", default="0-15", help="seeds like '0-15,42' (one image each)")
+    parser.add_argument("--interpolate", metavar="SEEDS",
+                        help="walk through these seeds (e.g. '3,7' or '1,2,3') instead of a grid")
+    parser.add_argument("--frames", type=int, default=24, help="frames of the interpolation")
+    parser.add_argument("--method", choices=("slerp", "lerp"), default="slerp", help="interpolation path")
+    parser.add_argument("--loop", action="store_true", help="close the interpolation loop back to the first seed")
+    parser.add_argument("--truncation", type=float, default=1.0, help="scale of z (1.0 = off, <1 = safer faces)")
+    parser.add_argument("--nrow", type=int, default=None, help="images per grid row (default: near-square)")
+    parser.add_argument("--duration", type=int, default=80, help="GIF milliseconds per frame")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, …")
+    parser.add_argument("--out", required=True, help="output .png (grid / strip), .gif (animation) or folder/")
+    return parser
+
+
+def generate(args: argparse.Namespace) -> int:
+    """Render a grid (or individual PNGs) for seeds, or an interpolation as GIF/strip."""
+    generator = load_generator(args.model, device=args.device)
+    out = Path(args.out)
+    if args.interpolate:
+        frames = interpolate(generator, args.interpolate, args.frames, method=args.method, closed=args.loop,
+                             truncation=args.truncation)
+        if out.suffix.lower() == ".gif":
+            data = interpolation_gif(frames, duration_ms=args.duration)
+        else:
+            data = imaging.png_bytes(imaging.grid_image(frames, nrow=args.nrow or len(frames)))
+        _write(out, data)
+        print(f"wrote {len(frames)} frames to {out}")
+        return 0
+    images = sample(generator, args.seeds, truncation=args.truncation)
+    if args.out.endswith(("/", "\\")) or out.is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+        from .latent import parse_seeds
+
+        for seed, image in zip(parse_seeds(args.seeds), imaging.to_pil(images)):
+            _write(out / f"seed{seed:010d}.png", imaging.png_bytes(image))
+        print(f"wrote {len(images)} images to {out}/")
+        return 0
+    if out.suffix.lower() == ".gif":
+        raise ValueError("a .gif needs --interpolate SEEDS; for a grid use .png")
+    _write(out, imaging.png_bytes(imaging.grid_image(images, nrow=args.nrow)))
+    print(f"wrote a grid of {len(images)} images to {out}")
+    return 0
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = ("generate", "convert", "evaluate")
+    if not argv or argv[0] not in commands:
+        print(__doc__.strip(), file=sys.stderr)
+        print(f"\ncommands: {', '.join(commands)} (each has --help)", file=sys.stderr)
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    command, rest = argv[0], argv[1:]
+    if command == "convert":
+        from .convert import main as convert_main
+
+        return convert_main(rest)
+    if command == "evaluate":
+        from .evaluate import main as evaluate_main
+
+        return evaluate_main(rest)
+    parser = _generate_parser(argparse.ArgumentParser(prog="python -m dcgan_hf generate",
+                                                      description=generate.__doc__))
+    args = parser.parse_args(rest)
+    try:
+        return generate(args)
+    except (ModelLoadError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""What a run leaves to look at: sample grids per epoch, their GIF, a loss plot."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .. import images as imaging
+from ..latent import latents
+from ..sampling import render
+
+FIXED_SEEDS = tuple(range(64))  # the "fixed noise": the same seeds the app and CLI use
+
+
+def sample_grid(generator: nn.Module, seeds: Sequence[int] = FIXED_SEEDS) -> Image.Image:
+    """An 8×8 grid of ``seeds`` from ``generator`` (eval mode; training mode is restored)."""
+    return imaging.grid_image(render(generator, latents(list(seeds), generator.nz)), nrow=8)
+
+
+def save_image_atomic(image: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"))
+    os.replace(tmp, path)
+
+
+def write_progress_gif(grids: Sequence[Path], path: Path, duration_ms: int = 400) -> None:
+    """The epoch grids as one looping GIF: training at a glance."""
+    frames = []
+    for grid_path in grids:
+        with Image.open(grid_path) as image:
+            frames.append(image.convert("RGB"))
+    if frames:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(imaging.gif_bytes(frames, duration_ms=duration_ms))
+        os.replace(tmp, path)
+
+
+def plot_losses(history: Sequence[dict[str, float]], path: Path) -> None:
+    """D and G losses and D's outputs against step, as a PNG."""
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    steps = [row["step"] for row in history]
+    figure, (losses, outputs) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    losses.plot(steps, [row["loss_d"] for row in history], label="D loss")
+    losses.plot(steps, [row["loss_g"] for row in history], label="G loss")
+    losses.set_ylabel("BCE")
+    losses.legend()
+    outputs.plot(steps, [row["d_real"] for row in history], label="D(x)")
+    outputs.plot(steps, [row["d_fake"] for row in history], label="D(G(z))")
+    outputs.set_xlabel("step")
+    outputs.set_ylabel("mean probability")
+    outputs.legend()
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(tmp, dpi=100)
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
+def grid_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL grid → uint8 (3, H, W) for TensorBoard's add_image."""
+    return torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1).contiguous()

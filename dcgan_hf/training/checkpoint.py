@@ -1,0 +1,210 @@
+"""Training checkpoints: safetensors + JSON folders, written atomically, names that sort.
+
+A checkpoint is a folder ``checkpoint-<step:09d>/`` holding every tensor of the run in
+safetensors files and everything else in ``state.json``; it is written under a temporary
+name and renamed into place, so a crash mid-write leaves the previous checkpoint intact and
+no half-written one. No pickle anywhere, so a checkpoint pulled from the Hub is safe to load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+PREFIX = "checkpoint-"
+FORMAT = 1
+TENSOR_FILES = ("generator", "discriminator", "ema", "optimizers", "rng")
+
+
+@dataclass
+class Progress:
+    """Where a run stands: the next batch to train is ``batch`` of ``epoch``."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per log interval
+    metrics: list[dict[str, float]] = field(default_factory=list)  # one row per evaluation
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to continue a run exactly (see :func:`save` / :func:`load`)."""
+
+    progress: Progress
+    config: dict[str, Any]
+    data_fingerprint: str
+    generator: dict[str, torch.Tensor]
+    discriminator: dict[str, torch.Tensor]
+    optimizers: dict[str, dict[str, Any]]  # "g"/"d" → torch optimizer state_dict
+    rng: dict[str, torch.Tensor]  # generator name → get_state()
+    ema: dict[str, torch.Tensor] | None = None  # shadow weights + "updates"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def name_for(step: int) -> str:
+    return f"{PREFIX}{step:09d}"
+
+
+def save(folder: str | os.PathLike, checkpoint: Checkpoint) -> Path:
+    """Write ``checkpoint`` to ``folder/checkpoint-<step>/`` atomically and return that path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / name_for(checkpoint.progress.step)
+    if (final / "state.json").is_file():
+        return final  # the same step is already saved; its content cannot differ
+    tmp = folder / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        optimizer_tensors, optimizer_meta = {}, {}
+        for key, state in checkpoint.optimizers.items():
+            tensors, meta = _split_optimizer_state(state)
+            optimizer_tensors.update({f"{key}.{name}": value for name, value in tensors.items()})
+            optimizer_meta[key] = meta
+        _save_tensors(tmp / "generator.safetensors", checkpoint.generator)
+        _save_tensors(tmp / "discriminator.safetensors", checkpoint.discriminator)
+        _save_tensors(tmp / "optimizers.safetensors", optimizer_tensors)
+        _save_tensors(tmp / "rng.safetensors", checkpoint.rng)
+        if checkpoint.ema is not None:
+            _save_tensors(tmp / "ema.safetensors", checkpoint.ema)
+        state = {
+            "format": FORMAT,
+            "progress": vars(checkpoint.progress),
+            "config": checkpoint.config,
+            "data_fingerprint": checkpoint.data_fingerprint,
+            "optimizers": optimizer_meta,
+            "has_ema": checkpoint.ema is not None,
+            "extra": checkpoint.extra,
+        }
+        _write_synced(tmp / "state.json", json.dumps(state, indent=1).encode())  # last: marks completeness
+        _fsync_dir(tmp)
+        if final.exists():  # a leftover without state.json: never a valid checkpoint
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint folder written by :func:`save`; a damaged one is a clear error."""
+    path = Path(path)
+    state_path = path / "state.json"
+    if not state_path.is_file():
+        raise FileNotFoundError(f"{path} is not a complete checkpoint (no state.json)")
+    state = json.loads(state_path.read_text())
+    if state.get("format") != FORMAT:
+        raise ValueError(f"{path}: checkpoint format {state.get('format')!r}, this version reads {FORMAT}")
+    device = str(device)
+    try:
+        optimizer_tensors = load_file(str(path / "optimizers.safetensors"), device=device)
+        optimizers = {
+            key: _join_optimizer_state(
+                {name[len(key) + 1 :]: value for name, value in optimizer_tensors.items() if name.startswith(f"{key}.")},
+                meta,
+            )
+            for key, meta in state["optimizers"].items()
+        }
+        return Checkpoint(
+            progress=Progress(**state["progress"]),
+            config=state["config"],
+            data_fingerprint=state["data_fingerprint"],
+            generator=load_file(str(path / "generator.safetensors"), device=device),
+            discriminator=load_file(str(path / "discriminator.safetensors"), device=device),
+            optimizers=optimizers,
+            rng=load_file(str(path / "rng.safetensors")),
+            ema=load_file(str(path / "ema.safetensors"), device=device) if state["has_ema"] else None,
+            extra=state.get("extra", {}),
+        )
+    except (OSError, KeyError, ValueError) as error:
+        raise ValueError(f"{path}: damaged checkpoint ({error})") from error
+
+
+def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints in ``folder``, oldest first (names sort by step)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.startswith(PREFIX) and (p / "state.json").is_file())
+
+
+def latest(folder: str | os.PathLike) -> Path | None:
+    found = list_checkpoints(folder)
+    return found[-1] if found else None
+
+
+def prune(folder: str | os.PathLike, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` checkpoints (and stale temporaries); return what went."""
+    folder = Path(folder)
+    removed = list_checkpoints(folder)[:-keep] if keep > 0 else []
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    for stale in folder.glob(f".{PREFIX}*.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or not _process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return removed
+
+
+def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """torch optimizer state_dict → (tensors for safetensors, JSON-able rest)."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{name}"] = value
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _join_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    per_param: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        per_param.setdefault(int(index), {})[name] = value
+    for index, values in meta["scalars"].items():
+        per_param.setdefault(int(index), {}).update(values)
+    return {"state": per_param, "param_groups": meta["param_groups"]}
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    save_file({key: value.detach().cpu().contiguous() for key, value in tensors.items()}, str(path))
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,143 @@
+"""TrainConfig: the one place a training knob is defined.
+
+Each field becomes a ``train.py`` flag (``lr_d`` → ``--lr-d``), is stored in every
+checkpoint's ``state.json`` and printed in the model card, so the three never disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, Sequence
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class TrainConfig:
+    """Defaults are the DCGAN paper's recipe (Adam 2e-4, β=(0.5, 0.999), batch 128, BCE)."""
+
+    data: str = _opt("", "images: a folder (recursive), a .zip, or a CelebA root (train split)")
+    output_dir: str = _opt("outputs/dcgan-celeba", "where checkpoints, samples, logs and the Hub folder go")
+    epochs: int = _opt(25, "passes over the data")
+    max_steps: int = _opt(0, "stop after this many steps in total (0: no limit)")
+    batch_size: int = _opt(128, "images per step (per process under torchrun)")
+    lr_g: float = _opt(2e-4, "generator Adam learning rate")
+    lr_d: float = _opt(2e-4, "discriminator Adam learning rate")
+    beta1: float = _opt(0.5, "Adam beta1")
+    beta2: float = _opt(0.999, "Adam beta2")
+    nz: int = _opt(100, "latent size")
+    ngf: int = _opt(64, "generator width")
+    ndf: int = _opt(64, "discriminator width")
+    label_smoothing: float = _opt(
+        0.0, "targets become 1-s for real and s for fake images in D's loss (0.1: the 0.9/0.1 trick)"
+    )
+    ema_decay: float = _opt(0.999, "EMA of generator weights used for samples and publishing (0: off)")
+    hflip: bool = _opt(False, "flip training images left-right at random")
+    seed: int = _opt(0, "seed for weights, data order and noise")
+    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = _opt("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16",
+                          choices=("auto", "fp32", "bf16"))
+    cuda_graph: bool = _opt(True, "capture the whole D+G step as one CUDA graph (CUDA, single process)")
+    channels_last: bool = _opt(True, "NHWC memory layout on CUDA (ignored on the CPU)")
+    threads: int = _opt(0, "CPU intra-op threads (0: all cores, or cores/ranks under torchrun)")
+    log_every: int = _opt(50, "steps between loss logs")
+    checkpoint_every: int = _opt(1, "epochs between checkpoints (0: only at the end)")
+    keep_checkpoints: int = _opt(3, "how many recent checkpoints to keep")
+    resume: str = _opt("", "'latest' (in output-dir), a checkpoint folder, or 'hub' (from --push-to-hub's repo)")
+    push_to_hub: str = _opt("", "Hub repo id to publish to, e.g. user/dcgan-celeba")
+    hub_private: bool = _opt(False, "create the Hub repo as private")
+    hub_every: int = _opt(1, "epochs between Hub pushes (the last epoch is always pushed)")
+    eval_every: int = _opt(0, "epochs between FID/KID evaluations (0: off; needs dcgan_hf[eval])")
+    eval_real: str = _opt("", "real images for FID/KID (folder or zip; use other identities than --data)")
+    eval_num: int = _opt(2000, "generated images per evaluation")
+    data_cache: str = _opt("", "folder for decoded-image caches (default ~/.cache/dcgan_hf/data)")
+    workers: int = _opt(0, "processes decoding images the first time (0: all cores)")
+    progress: bool = _opt(True, "show tqdm progress bars")
+    dry_run: bool = _opt(False, "smoke test: 2 steps of 1 epoch (synthetic images if --data is empty)")
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("epochs", "batch_size", "nz", "ngf", "ndf", "log_every", "keep_checkpoints", "hub_every",
+                     "eval_num"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{_flag(name)} must be ≥ 1")
+        for name in ("max_steps", "checkpoint_every", "eval_every", "workers", "threads"):
+            if getattr(self, name) < 0:
+                problems.append(f"--{_flag(name)} must be ≥ 0")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            problems.append("--label-smoothing must be in [0, 0.5)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            problems.append("--ema-decay must be in [0, 1)")
+        if self.eval_every and not self.eval_real:
+            problems.append("--eval-every needs --eval-real")
+        if self.resume == "hub" and not self.push_to_hub:
+            problems.append("--resume hub needs --push-to-hub REPO to know where to resume from")
+        if not self.data and not self.dry_run:
+            problems.append("--data is required (or --dry-run for synthetic images)")
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Rebuild from a checkpoint's saved config; unknown keys are an error, not ignored."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}")
+        return cls(**values)
+
+    @classmethod
+    def parser(cls, description: str | None = None) -> argparse.ArgumentParser:
+        """An argparse parser with one flag per field, defaults and help from the fields."""
+        parser = argparse.ArgumentParser(
+            description=description or cls.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
+        for spec in fields(cls):
+            options: dict[str, Any] = {"default": spec.default, "help": spec.metadata["help"], "dest": spec.name}
+            if "choices" in spec.metadata:
+                options["choices"] = spec.metadata["choices"]
+            if spec.type in (bool, "bool"):
+                options["action"] = argparse.BooleanOptionalAction
+            else:
+                options["type"] = {"int": int, "float": float, "str": str}.get(str(spec.type), spec.type)
+            parser.add_argument(f"--{_flag(spec.name)}", **options)
+        return parser
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None = None) -> "TrainConfig":
+        parser = cls.parser()
+        args = parser.parse_args(argv)
+        try:
+            return cls(**vars(args))
+        except ValueError as error:
+            parser.error(str(error))
+            raise  # unreachable: parser.error exits
+
+    def changed_from_defaults(self) -> dict[str, Any]:
+        """Only the knobs a user set: the shortest faithful record of a command line."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+
+    def command_line(self, program: str = "python train.py") -> str:
+        """The flags that reproduce this config, for the model card."""
+        parts = [program]
+        for name, value in self.changed_from_defaults().items():
+            if isinstance(value, bool):
+                parts.append(f"--{_flag(name)}" if value else f"--no-{_flag(name)}")
+            else:
+                parts.append(f"--{_flag(name)} {value}")
+        return " ".join(parts)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")

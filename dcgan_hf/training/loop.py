@@ -1,0 +1,424 @@
+"""The training loop: data → step → EMA → samples/metrics → checkpoint → Hub.
+
+``train(config)`` is everything ``train.py`` does. It runs the same code on a CPU, one GPU
+(CUDA graph + bf16 + channels_last) or several processes under torchrun (DDP).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from ..data import DeviceBatches, ImageCache, load_cache, synthetic_images
+from ..models import Discriminator, Generator, dcgan_init
+from . import artifacts, checkpoint as checkpoints, publish
+from .config import TrainConfig
+from .distributed import Distributed, setup
+from .ema import EMA
+from .step import GanStep, StepOptions, make_optimizers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or interrupted) run produced."""
+
+    output_dir: Path
+    progress: checkpoints.Progress
+    interrupted: bool
+    checkpoint: Path | None
+    hub_folder: Path | None
+    pushes: list[Any] = field(default_factory=list)
+    images_per_second: float = 0.0
+    generator: Generator | None = None  # the live weights at the end (no DDP wrapper)
+    discriminator: Discriminator | None = None
+    ema_generator: Generator | None = None
+
+
+@dataclass
+class Run:
+    """The live objects of a run, built once by :func:`_build`."""
+
+    config: TrainConfig
+    layout: Distributed
+    device: torch.device
+    data: ImageCache
+    batches: DeviceBatches
+    generator: torch.nn.Module  # possibly DDP-wrapped
+    discriminator: torch.nn.Module
+    ema: EMA | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    noise: torch.Generator
+    step: GanStep
+    precision: str
+
+    @property
+    def bare_generator(self) -> Generator:
+        return getattr(self.generator, "module", self.generator)
+
+    @property
+    def bare_discriminator(self) -> Discriminator:
+        return getattr(self.discriminator, "module", self.discriminator)
+
+    @property
+    def published_generator(self) -> Generator:
+        """The EMA weights when there are some: smoother samples than the live ones."""
+        return self.ema.shadow if self.ema is not None else self.bare_generator
+
+
+class StopRequest:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints after the current step and exits."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["StopRequest"]:
+        def handler(signum: int, _frame: Any) -> None:
+            if self.signal is not None:  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self.signal = signum
+            log.warning("got %s: saving a checkpoint after this step", signal.Signals(signum).name)
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run (or resume) training as ``config`` says; see ``python train.py --help``."""
+    layout, device = setup(config.device)
+    try:
+        run = _build(config, layout, device)
+        stop = StopRequest()
+        if _is_main_thread():
+            with stop.installed():
+                return _loop(run, stop)
+        return _loop(run, stop)
+    finally:
+        layout.close()
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+# -- building a run --------------------------------------------------------------------------
+def _precision(config: TrainConfig, device: torch.device) -> tuple[str, torch.dtype | None]:
+    if config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda"):
+        return "bf16 autocast", torch.bfloat16
+    return "fp32", None
+
+
+def _load_images(config: TrainConfig, layout: Distributed) -> ImageCache:
+    """Rank 0 decodes (once, cached); the others wait and then map the same cache."""
+    if not config.data:
+        per_epoch = 2 * (2 if config.dry_run else 4 * config.batch_size) * layout.world_size
+        images = synthetic_images(per_epoch, seed=config.seed)
+        return ImageCache(images, fingerprint=f"synthetic-{len(images)}-{config.seed}", source="synthetic")
+    options = dict(cache_dir=config.data_cache or None, workers=config.workers or None, progress=config.progress)
+    if layout.is_main:
+        cache = load_cache(config.data, **options)
+    layout.barrier()
+    if not layout.is_main:
+        cache = load_cache(config.data, **{**options, "progress": False})
+    return cache
+
+
+def _build(config: TrainConfig, layout: Distributed, device: torch.device) -> Run:
+    if device.type == "cpu":
+        cores = len(os.sched_getaffinity(0))
+        torch.set_num_threads(config.threads or max(1, cores // layout.world_size))
+    data = _load_images(config, layout)
+    on_gpu = device.type == "cuda"
+    channels_last = config.channels_last and on_gpu
+    images = torch.from_numpy(np.ascontiguousarray(data.images) if on_gpu else np.asarray(data.images))
+    if on_gpu:
+        images = images.to(device)  # the whole uint8 set lives on the GPU (CelebA: 2.5 GB)
+    batch_size = 2 if config.dry_run else config.batch_size
+    batches = DeviceBatches(images, batch_size, seed=config.seed, hflip=config.hflip, rank=layout.rank,
+                            world_size=layout.world_size, channels_last=channels_last)
+    init = torch.Generator().manual_seed(config.seed)
+    generator, discriminator = Generator(config.nz, config.ngf, 3), Discriminator(3, config.ndf)
+    dcgan_init(generator, init)
+    dcgan_init(discriminator, init)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    generator = generator.to(device, memory_format=memory_format).train()
+    discriminator = discriminator.to(device, memory_format=memory_format).train()
+    use_graph = config.cuda_graph and on_gpu and not layout.enabled
+    if layout.enabled:
+        ids = [device.index] if on_gpu else None
+        generator = DistributedDataParallel(generator, device_ids=ids)
+        discriminator = DistributedDataParallel(discriminator, device_ids=ids)
+    ema = EMA(generator, config.ema_decay) if config.ema_decay > 0 else None
+    opt_g, opt_d = make_optimizers(generator, discriminator, lr_g=config.lr_g, lr_d=config.lr_d,
+                                   betas=(config.beta1, config.beta2), device=device, graph_safe=use_graph)
+    noise = torch.Generator(device=device).manual_seed(config.seed + 1 + layout.rank)
+    precision, autocast_dtype = _precision(config, device)
+    step = GanStep(generator, discriminator, opt_g, opt_d,
+                   StepOptions(batch_size=batch_size, nz=config.nz, label_smoothing=config.label_smoothing,
+                               autocast_dtype=autocast_dtype, channels_last=channels_last, cuda_graph=use_graph),
+                   noise=noise, ema=ema)
+    return Run(config, layout, device, data, batches, generator, discriminator, ema, opt_g, opt_d, noise, step,
+               precision + (" + CUDA graph" if use_graph else "") + (" + channels_last" if channels_last else ""))
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+def _snapshot(run: Run, progress: checkpoints.Progress) -> checkpoints.Checkpoint:
+    return checkpoints.Checkpoint(
+        progress=progress,
+        config=run.config.to_dict(),
+        data_fingerprint=run.data.fingerprint,
+        generator=run.bare_generator.state_dict(),
+        discriminator=run.bare_discriminator.state_dict(),
+        optimizers={"g": run.opt_g.state_dict(), "d": run.opt_d.state_dict()},
+        rng={"noise": run.noise.get_state()},
+        ema=({**run.ema.shadow.state_dict(), "__ema_updates__": run.ema.state_dict()["updates"]}
+             if run.ema is not None else None),
+    )
+
+
+def _restore(run: Run, saved: checkpoints.Checkpoint) -> checkpoints.Progress:
+    config = run.config
+    old = saved.config
+    for key in ("nz", "ngf", "ndf"):
+        if old.get(key) != getattr(config, key):
+            raise ValueError(f"cannot resume: the checkpoint has {key}={old.get(key)}, this run {getattr(config, key)}")
+    changed = {k: (old.get(k), v) for k, v in config.to_dict().items()
+               if k in ("batch_size", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "ema_decay", "hflip", "seed")
+               and old.get(k) != v}
+    if changed:
+        log.warning("resuming with a different recipe than the checkpoint's: %s", changed)
+    if saved.data_fingerprint != run.data.fingerprint:
+        log.warning("the training data differ from the checkpoint's (fingerprint %s, now %s)",
+                    saved.data_fingerprint, run.data.fingerprint)
+    run.bare_generator.load_state_dict_strict(saved.generator, source="checkpoint generator")
+    run.bare_discriminator.load_state_dict_strict(saved.discriminator, source="checkpoint discriminator")
+    run.opt_g.load_state_dict(saved.optimizers["g"])
+    run.opt_d.load_state_dict(saved.optimizers["d"])
+    run.noise.set_state(saved.rng["noise"])
+    if run.ema is not None:
+        if saved.ema is None:
+            log.warning("the checkpoint has no EMA weights; starting the EMA from the live generator")
+        else:
+            updates = saved.ema.pop("__ema_updates__")
+            run.ema.shadow.load_state_dict_strict(saved.ema, source="checkpoint EMA")
+            run.ema.load_state_dict({"updates": updates})
+    return saved.progress
+
+
+def _resume_source(config: TrainConfig, checkpoint_dir: Path) -> Path | None:
+    if not config.resume:
+        return None
+    if config.resume == "latest":
+        found = checkpoints.latest(checkpoint_dir)
+        if found is None:
+            log.info("--resume latest: no checkpoint in %s yet, starting fresh", checkpoint_dir)
+        return found
+    if config.resume == "hub":
+        from ..hub import download_folder
+
+        folder = download_folder(config.push_to_hub, allow_patterns=["training_state/*"])
+        return folder / "training_state"
+    path = Path(config.resume)
+    if not (path / "state.json").is_file():
+        raise FileNotFoundError(f"--resume {path}: not a checkpoint folder (no state.json)")
+    return path
+
+
+# -- the loop ---------------------------------------------------------------------------------
+def _loop(run: Run, stop: StopRequest) -> TrainResult:
+    config, layout, main = run.config, run.layout, run.layout.is_main
+    out = Path(config.output_dir)
+    checkpoint_dir, hub_dir = out / "checkpoints", out / "hub"
+    progress = checkpoints.Progress()
+    source = _resume_source(config, checkpoint_dir)
+    if source is not None:
+        progress = _restore(run, checkpoints.load(source, device=run.device))
+        log.info("resumed from %s at epoch %d, batch %d (step %d)", source, progress.epoch, progress.batch,
+                 progress.step)
+    writer = _tensorboard(out / "tensorboard") if main else None
+    pusher = _pusher(config) if main and config.push_to_hub else None
+    epochs = 1 if config.dry_run else config.epochs
+    max_steps = 2 if config.dry_run else config.max_steps
+    steps_per_epoch = run.batches.steps_per_epoch
+    latest_checkpoint: Path | None = checkpoints.latest(checkpoint_dir) if main else None
+    interrupted = False
+    started, images_done = time.perf_counter(), 0
+    stats_sum = torch.zeros(4, device=run.device)
+    stats_count, interval_start, interval_images = 0, time.perf_counter(), 0
+    rate = 0.0
+    if main:
+        log.info("training %s on %s (%d images, %d steps/epoch, %s)", config.output_dir, run.device,
+                 len(run.data), steps_per_epoch, run.precision)
+    try:
+        while progress.epoch < epochs and not stop and not (max_steps and progress.step >= max_steps):
+            bar = tqdm(total=steps_per_epoch, initial=progress.batch, desc=f"epoch {progress.epoch + 1}/{epochs}",
+                       unit="step", disable=not (main and config.progress), dynamic_ncols=True)
+            for real in run.batches.batches(progress.epoch, start=progress.batch):
+                stats_sum += run.step(real)
+                stats_count += 1
+                progress.batch += 1
+                progress.step += 1
+                interval_images += run.batches.batch_size * layout.world_size
+                bar.update(1)
+                if progress.step % config.log_every == 0 or progress.batch == steps_per_epoch:
+                    row = _log_row(stats_sum, stats_count, progress, steps_per_epoch, interval_images,
+                                   time.perf_counter() - interval_start)
+                    rate = row["img_per_s"]
+                    images_done += interval_images
+                    stats_sum.zero_()
+                    stats_count, interval_start, interval_images = 0, time.perf_counter(), 0
+                    if main:
+                        progress.history.append(row)
+                        bar.set_postfix(img_s=f"{row['img_per_s']:.0f}", D=f"{row['loss_d']:.3f}",
+                                        G=f"{row['loss_g']:.3f}")
+                        if writer is not None:
+                            for key in ("loss_d", "loss_g", "d_real", "d_fake", "img_per_s"):
+                                writer.add_scalar(f"train/{key}", row[key], progress.step)
+                if _stop_everywhere(stop, layout, run.device) or (max_steps and progress.step >= max_steps):
+                    break
+            bar.close()
+            epoch_done = progress.batch >= steps_per_epoch
+            if epoch_done:
+                progress.epoch += 1
+                progress.batch = 0
+            if stop:
+                interrupted = True
+            last = progress.epoch >= epochs or bool(max_steps and progress.step >= max_steps) or interrupted
+            if main:
+                latest_checkpoint = _after_epoch(run, progress, epoch_done, last, out, latest_checkpoint, writer,
+                                                 pusher, seconds=time.perf_counter() - started)
+            layout.barrier()
+    finally:
+        pushes = pusher.close() if pusher is not None else []
+        if writer is not None:
+            writer.close()
+    if interrupted and main:
+        log.warning("interrupted at step %d; resume with: python train.py … --resume latest", progress.step)
+    return TrainResult(out, progress, interrupted, latest_checkpoint, hub_dir if main else None,
+                       pushes=list(pushes or []), images_per_second=rate, generator=run.bare_generator,
+                       discriminator=run.bare_discriminator,
+                       ema_generator=run.ema.shadow if run.ema is not None else None)
+
+
+def _stop_everywhere(stop: StopRequest, layout: Distributed, device: torch.device) -> bool:
+    """Under DDP all ranks must leave the loop at the same step, whichever got the signal."""
+    if not layout.enabled:
+        return bool(stop)
+    flag = torch.tensor([1.0 if stop else 0.0], device=device)
+    torch.distributed.all_reduce(flag)
+    if flag.item() > 0 and not stop:
+        stop.signal = signal.SIGTERM
+    return bool(stop)
+
+
+def _after_epoch(run: Run, progress: checkpoints.Progress, epoch_done: bool, last: bool, out: Path,
+                 latest_checkpoint: Path | None, writer: Any, pusher: Any, seconds: float) -> Path | None:
+    """Rank 0's end-of-epoch (or end-of-run) work: samples, metrics, checkpoint, Hub push."""
+    config = run.config
+    if epoch_done or last:
+        _epoch_outputs(run, progress, out / "samples", out, writer)
+    if epoch_done and config.eval_every and (progress.epoch % config.eval_every == 0 or last):
+        _evaluate(run, progress, writer)
+    if last or (epoch_done and config.checkpoint_every and progress.epoch % config.checkpoint_every == 0):
+        latest_checkpoint = checkpoints.save(out / "checkpoints", _snapshot(run, progress))
+        checkpoints.prune(out / "checkpoints", config.keep_checkpoints)
+        log.info("checkpoint %s", latest_checkpoint)
+    if last or (epoch_done and progress.epoch % config.hub_every == 0):
+        _publish(run, progress, out / "hub", out, latest_checkpoint, writer, seconds=seconds)
+        if pusher is not None:
+            tag = f"epoch-{progress.epoch}" if progress.batch == 0 else f"step-{progress.step}"
+            pusher.push(out / "hub", tag=tag, message=f"epoch {progress.epoch}, step {progress.step}")
+    return latest_checkpoint
+
+
+def _log_row(stats_sum: torch.Tensor, count: int, progress: checkpoints.Progress, steps_per_epoch: int,
+             images: int, seconds: float) -> dict[str, float]:
+    loss_d, loss_g, d_real, d_fake = (stats_sum / max(count, 1)).tolist()  # the one host sync per interval
+    return {"step": progress.step, "epoch": progress.epoch + progress.batch / steps_per_epoch,
+            "loss_d": loss_d, "loss_g": loss_g, "d_real": d_real, "d_fake": d_fake,
+            "img_per_s": images / max(seconds, 1e-9)}
+
+
+def _epoch_outputs(run: Run, progress: checkpoints.Progress, sample_dir: Path, out: Path, writer: Any) -> None:
+    grid = artifacts.sample_grid(run.published_generator)
+    path = sample_dir / f"epoch-{progress.epoch:04d}.png"
+    artifacts.save_image_atomic(grid, path)
+    artifacts.save_image_atomic(grid, out / "samples.png")
+    artifacts.write_progress_gif(sorted(sample_dir.glob("epoch-*.png")), out / "progress.gif")
+    artifacts.plot_losses(progress.history, out / "loss.png")
+    if writer is not None:
+        writer.add_image("samples/fixed_seeds", artifacts.grid_tensor(grid), progress.step)
+        writer.flush()
+
+
+def _evaluate(run: Run, progress: checkpoints.Progress, writer: Any) -> None:
+    from ..evaluate import evaluate
+
+    config = run.config
+    result = evaluate(run.published_generator, config.eval_real, num=config.eval_num, device=run.device)
+    row = {"epoch": progress.epoch, "step": progress.step, "fid": result["fid"], "kid_mean": result["kid_mean"],
+           "kid_std": result["kid_std"], "num_generated": result["num_generated"], "num_real": result["num_real"]}
+    progress.metrics.append(row)
+    log.info("epoch %d: FID %.2f  KID×1000 %.2f ± %.2f", progress.epoch, row["fid"], row["kid_mean"] * 1000,
+             row["kid_std"] * 1000)
+    if writer is not None:
+        writer.add_scalar("eval/fid", row["fid"], progress.step)
+        writer.add_scalar("eval/kid_x1000", row["kid_mean"] * 1000, progress.step)
+
+
+def _publish(run: Run, progress: checkpoints.Progress, hub_dir: Path, out: Path, checkpoint: Path | None,
+             writer: Any, seconds: float) -> None:
+    config = run.config
+    if writer is not None:
+        writer.flush()
+    images_seen = progress.step * run.batches.batch_size * run.layout.world_size
+    card = {
+        "title": f"DCGAN 64×64 — {publish.short_path(config.data) or 'synthetic data'}",
+        "repo_id": config.push_to_hub or None,
+        "metrics": publish.metric_rows(progress.metrics),
+        "training": publish.training_table(
+            config, epochs_done=progress.epoch, steps=progress.step, images_seen=images_seen,
+            image_count=len(run.data), hardware=publish.hardware_name(run.device, run.layout.world_size),
+            precision=run.precision, seconds=seconds),
+    }
+    extras = {name: out / name for name in ("samples.png", "progress.gif", "loss.png")}
+    publish.build_hub_folder(hub_dir, generator=run.published_generator, discriminator=run.bare_discriminator,
+                             checkpoint=checkpoint, tensorboard_dir=out / "tensorboard", extras=extras, card=card)
+
+
+def _tensorboard(path: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.warning("tensorboard is not installed: no event files (pip install tensorboard)")
+        return None
+    return SummaryWriter(str(path))
+
+
+def _pusher(config: TrainConfig) -> Any:
+    from ..hub import HubPusher
+
+    return HubPusher(config.push_to_hub, private=config.hub_private)

@@ -1,0 +1,137 @@
+"""Seeds, latents, interpolation paths and the batch-invariant sampling API."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dcgan_hf import Generator, interpolate, interpolation_gif, latent, latents, parse_seeds, sample
+from dcgan_hf import images as imaging
+from dcgan_hf.latent import lerp, path, slerp
+
+
+@pytest.fixture(scope="module")
+def generator() -> Generator:
+    torch.manual_seed(0)
+    G = Generator(ngf=16)
+    for module in G.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+    return G.eval()
+
+
+def test_parse_seeds():
+    assert parse_seeds("0-3,42") == [0, 1, 2, 3, 42]
+    assert parse_seeds(" 7 ") == [7]
+    assert parse_seeds([1, 2]) == [1, 2]
+    assert parse_seeds(5) == [5]
+    assert parse_seeds("4294967295") == [2**32 - 1]
+    for bad, message in [("4294967296", "outside"), ("-1", "cannot read"), ("1-x", "cannot read"),
+                         ("5-3", "backwards"), ("", "cannot read"), ([1.5], "whole number"), ([True], "whole number")]:
+        with pytest.raises(ValueError, match=message):
+            parse_seeds(bad)
+
+
+def test_latent_is_a_pure_function_of_seed_and_nz():
+    torch.manual_seed(123)
+    a = latent(7, 100)
+    torch.manual_seed(999)
+    torch.randn(1000)  # the global RNG has no say
+    assert torch.equal(a, latent(7, 100))
+    assert not torch.equal(a, latent(8, 100))
+    assert torch.equal(latents([3, 7], 100)[1], a)
+    # pinned values: torch's CPU Mersenne-Twister normal stream for seed 0, the same on every machine
+    assert torch.allclose(latent(0, 4), torch.tensor([1.5409961, -0.2934289, -2.1787894, 0.5684313]), atol=1e-6)
+
+
+def test_sample_is_batch_invariant_and_deterministic(generator):
+    batch = sample(generator, range(64))
+    assert batch.dtype == torch.uint8 and batch.shape == (64, 3, 64, 64)
+    for seed in (0, 7, 31, 63):
+        assert torch.equal(sample(generator, [seed])[0], batch[seed])
+    for count in (2, 3, 5, 7, 9, 13, 17, 33):  # sizes whose kernels could differ
+        assert torch.equal(sample(generator, range(count)), batch[:count])
+    assert torch.equal(sample(generator, "60-63,0"), torch.cat([batch[60:64], batch[:1]]))
+    assert torch.equal(sample(generator, range(64)), batch)
+
+
+def test_sample_restores_training_mode_and_ignores_global_rng(generator):
+    generator.train()
+    try:
+        torch.manual_seed(1)
+        first = sample(generator, [3])
+        assert generator.training
+        torch.manual_seed(2)
+        assert torch.equal(sample(generator, [3]), first)
+    finally:
+        generator.eval()
+
+
+def test_truncation_scales_z(generator):
+    assert torch.equal(sample(generator, [5], truncation=1.0), sample(generator, [5]))
+    assert not torch.equal(sample(generator, [5], truncation=0.5), sample(generator, [5]))
+    with pytest.raises(ValueError, match="truncation"):
+        sample(generator, [5], truncation=0)
+
+
+def test_slerp_and_lerp_endpoints_and_midpoints():
+    a, b = latent(1, 100), latent(2, 100)
+    for fn in (slerp, lerp):
+        assert torch.allclose(fn(a, b, 0.0), a, atol=1e-6) and torch.allclose(fn(a, b, 1.0), b, atol=1e-6)
+    mid = slerp(a, b, 0.5)
+    assert abs(mid.norm() - (a.norm() + b.norm()) / 2) < 1e-4  # stays at a typical radius
+    assert torch.allclose(lerp(a, b, 0.5), (a + b) / 2, atol=1e-6)
+    assert torch.allclose(slerp(a, a, 0.3), a, atol=1e-6)  # parallel vectors: no division by zero
+
+
+def test_paths_hit_keyframes_exactly():
+    keys = latents([1, 2, 3], 100)
+    open_path = path(keys, 9)
+    assert torch.equal(open_path[0], keys[0]) and torch.equal(open_path[4], keys[1])
+    assert torch.equal(open_path[-1], keys[2])
+    loop = path(keys, 6, closed=True)
+    assert torch.equal(loop[0], keys[0]) and torch.equal(loop[2], keys[1]) and torch.equal(loop[4], keys[2])
+    assert not torch.equal(loop[-1], keys[0])  # a loop stops one step short of its start
+    with pytest.raises(ValueError, match="at least two seeds"):
+        path(keys[:1], 5)
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        path(keys, 1)
+    with pytest.raises(ValueError, match="slerp' or 'lerp"):
+        path(keys, 5, method="cubic")
+
+
+def test_interpolation_endpoints_equal_plain_samples(generator):
+    frames = interpolate(generator, [3, 7], 10)
+    assert frames.shape == (10, 3, 64, 64)
+    plain = sample(generator, [3, 7])
+    assert torch.equal(frames[0], plain[0]) and torch.equal(frames[-1], plain[1])
+    looped = interpolate(generator, "3,7,9", 12, closed=True, method="lerp")
+    assert torch.equal(looped[0], plain[0]) and torch.equal(looped[4], plain[1])
+    gif = interpolation_gif(frames)
+    assert imaging.gif_frame_count(gif) == 10
+    with Image.open(io.BytesIO(gif)) as image:
+        image.seek(9)
+        assert image.size == (64, 64)
+
+
+def test_image_outputs_agree(generator):
+    images = sample(generator, range(6))
+    pils = imaging.to_pil(images)
+    assert pils[2].size == (64, 64) and torch.equal(torch.from_numpy(np.array(pils[2])).permute(2, 0, 1), images[2])
+    grid = imaging.grid(images, nrow=3, padding=2)
+    assert grid.shape == (3, 2 + 2 * 66, 2 + 3 * 66)
+    assert torch.equal(grid[:, 2:66, 2:66], images[0])
+    png = imaging.png_bytes(imaging.grid_image(images))
+    with Image.open(io.BytesIO(png)) as decoded:
+        assert decoded.format == "PNG"
+        assert torch.equal(torch.from_numpy(np.array(decoded.convert("RGB"))).permute(2, 0, 1),
+                           imaging.grid(images))
+    floats = torch.tensor([[-1.0, -0.99999, 0.0, 1.0]]).reshape(1, 1, 2, 2)
+    assert imaging.to_uint8(floats).flatten().tolist() == [0, 0, 128, 255]
+    with pytest.raises(ValueError, match="uint8"):
+        imaging.to_pil(torch.zeros(1, 3, 4, 4))

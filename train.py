@@ -1,0 +1,34 @@
+#!/usr/bin/env python
+"""Train a DCGAN on CelebA (or any folder / zip of images) and publish it to the Hub.
+
+    python train.py --data /path/to/img_align_celeba --epochs 25 --push-to-hub user/dcgan-celeba
+    torchrun --nproc_per_node=2 train.py --data …        # DDP, one process per device
+    python train.py --dry-run                            # smoke test on synthetic images
+
+Every flag is a field of dcgan_hf.training.TrainConfig; this file only parses and runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from dcgan_hf.training import TrainConfig, train
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = TrainConfig.from_args(argv)
+    result = train(config)
+    if result.interrupted:
+        return 130
+    failed = [push for push in result.pushes if not getattr(push, "ok", True)]
+    if failed:
+        logging.getLogger("train").error("%d Hub push(es) failed; the local results are in %s",
+                                         len(failed), result.output_dir)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
