@@ -18,7 +18,7 @@ TEMPLATE = """---
 
 # {{ title | default("DCGAN 64×64", true) }}
 
-A DCGAN {{ model_kind }} ([Radford et al., 2015]({{ paper_url }})) for 64×64 RGB images,
+A DCGAN {{ model_kind }} ([Radford et al., 2015]({{ paper_url }})) for 64×64 {{ "RGB" if config.nc == 3 else "single-channel" if config.nc == 1 else config.nc ~ "-channel" }} images,
 saved with the `dcgan_hf` library as `config.json` + `model.safetensors`.
 
 {% if sample_grid %}![Samples from this model]({{ sample_grid }})
@@ -26,16 +26,23 @@ saved with the `dcgan_hf` library as `config.json` + `model.safetensors`.
 ![{{ animation_caption | default("Animation", true) }}]({{ animation }})
 {% endif %}
 ## Use it
-
+{% if model_kind == "generator" %}
 ```python
 from dcgan_hf import Generator
 
 G = Generator.from_pretrained("{{ repo_id | default('user/dcgan-celeba', true) }}")
-images = G.sample(seeds=range(16))  # uint8 tensor (16, 3, 64, 64), the same on every machine
+images = G.sample(seeds=range(16))  # uint8 tensor (16, {{ config.nc }}, 64, 64), the same on every machine
 ```
 
 or `python -m dcgan_hf generate --model {{ repo_id | default('user/dcgan-celeba', true) }} --seeds 0-15 --out grid.png`.
+{% else %}
+```python
+from dcgan_hf import Discriminator
 
+D = Discriminator.from_pretrained("{{ repo_id | default('user/dcgan-celeba', true) }}", subfolder="discriminator")
+logits = D(images)  # images: float (N, {{ config.nc }}, 64, 64) in [-1, 1]; sigmoid(logits) = P(real)
+```
+{% endif %}
 ## Architecture
 
 | key | value |

@@ -21,7 +21,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from . import card as model_card
@@ -81,7 +81,8 @@ class _HubModel(nn.Module):
         config = {"model_type": self.model_type, **self.config}
         (save_directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         state = {key: value.detach().cpu().contiguous() for key, value in self.state_dict().items()}
-        save_file(state, str(save_directory / WEIGHTS_NAME), metadata={"format": "pt"})
+        # safetensors.save_file creates 0600 files; written bytes follow the umask like any other file
+        (save_directory / WEIGHTS_NAME).write_bytes(save(state, metadata={"format": "pt"}))
 
     @classmethod
     def config_from_dict(cls, config: dict[str, Any], source: str = "config") -> dict[str, int]:
@@ -105,6 +106,7 @@ class _HubModel(nn.Module):
         pretrained_model_name_or_path: str | os.PathLike,
         *,
         revision: str | None = None,
+        subfolder: str | None = None,
         force_download: bool = False,
         token: str | bool | None = None,
         cache_dir: str | os.PathLike | None = None,
@@ -116,12 +118,13 @@ class _HubModel(nn.Module):
 
         Only ``config.json`` + ``model.safetensors`` are read; a missing config, an
         unknown key, a missing/unexpected/mis-shaped tensor is an error naming it.
+        ``subfolder`` selects a model inside the repo (a training push keeps D in ``discriminator/``).
         """
         if _unsupported:
             raise TypeError(f"unsupported arguments for from_pretrained: {sorted(_unsupported)}")
         source = str(pretrained_model_name_or_path)
         if os.path.isdir(source):
-            folder = Path(source)
+            folder = Path(source) / (subfolder or "")
             config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
             for path in (config_path, weights_path):
                 if not path.is_file():
@@ -130,8 +133,8 @@ class _HubModel(nn.Module):
             raise ModelLoadError(f"no model folder at {source!r}")
         else:
             download = dict(
-                repo_id=source, revision=revision, cache_dir=cache_dir, force_download=force_download,
-                token=token, local_files_only=local_files_only,
+                repo_id=source, revision=revision, subfolder=subfolder, cache_dir=cache_dir,
+                force_download=force_download, token=token, local_files_only=local_files_only,
             )
             config_path = Path(_download(filename=CONFIG_NAME, **download))
             weights_path = Path(_download(filename=WEIGHTS_NAME, **download))

@@ -1,0 +1,157 @@
+"""Turn a legacy DCGAN checkpoint into Hub model folders: ``python -m dcgan_hf.convert SRC OUT_DIR``.
+
+The folders are written beside OUT_DIR under a temporary name and renamed into place
+only when complete, so a failed conversion leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Sequence
+
+from .legacy import LegacyCheckpoint, read_legacy
+
+DISCRIMINATOR_FOLDER = "discriminator"
+
+LAYOUT_HELP = """\
+formats: the DCGAN tutorial's {"g_model_state_dict", "d_model_state_dict", "epoch"}
+(with or without DataParallel's "module." prefix), pytorch/examples netG_epoch_N.pth /
+netD_epoch_N.pth, HugGAN "model.N.*" state dicts, and bare state dicts of either network.
+Sizes (nz, ngf, nc, ndf) are read from the tensor shapes. Files are loaded with
+torch.load(weights_only=True): a file holding other Python objects is refused.
+
+layout: OUT_DIR/ holds the generator (config.json, model.safetensors, README.md) and
+OUT_DIR/discriminator/ the discriminator, when the checkpoint has one. Naming
+netG_epoch_N.pth or netD_epoch_N.pth converts both when the other file of the pair
+lies beside it. A checkpoint with only a discriminator fills only OUT_DIR/discriminator/,
+so the layout never changes.
+"""
+
+
+def check_destination(out_dir: str | os.PathLike, *, overwrite: bool, sources: Sequence[Path] = ()) -> None:
+    """Refuse a non-empty OUT_DIR unless ``overwrite``, and never one holding a source file."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out_dir} is not empty; pass --overwrite (overwrite=True) to replace it")
+        for source in sources:
+            if out_dir.resolve() in Path(source).resolve().parents:
+                raise ValueError(f"{out_dir} holds the checkpoint being converted ({source}); choose another OUT_DIR")
+
+
+def _card(checkpoint: LegacyCheckpoint, source: Path | None) -> dict[str, Any]:
+    return dict(
+        training={
+            "converted from": f"`{source.name if source else '?'}` ({checkpoint.format} checkpoint)",
+            "epoch": checkpoint.epoch if checkpoint.epoch is not None else "not recorded",
+        },
+        data_notice=(
+            "Converted from a legacy checkpoint with `python -m dcgan_hf.convert`; its training "
+            "data is not recorded here. CelebA, if used, is released for non-commercial research only."
+        ),
+    )
+
+
+def write_hub_folders(
+    checkpoint: LegacyCheckpoint, out_dir: str | os.PathLike, *, overwrite: bool = False
+) -> list[Path]:
+    """Save the checkpoint's networks as Hub folders; returns the folders written."""
+    out_dir = Path(out_dir)
+    sources = [path for path in (checkpoint.generator_file, checkpoint.discriminator_file) if path is not None]
+    check_destination(out_dir, overwrite=overwrite, sources=sources)
+    target = Path(os.path.abspath(out_dir))  # "." and "x/.." have no name to stage beside
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.converting-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    written: list[Path] = []
+    try:
+        if checkpoint.generator is not None:
+            checkpoint.generator.save_pretrained(
+                staging, model_card_kwargs=_card(checkpoint, checkpoint.generator_file)
+            )
+            written.append(out_dir)
+        if checkpoint.discriminator is not None:
+            checkpoint.discriminator.save_pretrained(
+                staging / DISCRIMINATOR_FOLDER, model_card_kwargs=_card(checkpoint, checkpoint.discriminator_file)
+            )
+            written.append(out_dir / DISCRIMINATOR_FOLDER)
+        _move_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return written
+
+
+def _move_into_place(staging: Path, out_dir: Path) -> None:
+    """Rename ``staging`` to ``out_dir``; an existing ``out_dir`` is removed only once that worked."""
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    retired = out_dir.with_name(f".{out_dir.name}.replaced-{uuid.uuid4().hex[:8]}")
+    out_dir.rename(retired)
+    try:
+        staging.rename(out_dir)
+    except BaseException:
+        retired.rename(out_dir)
+        raise
+    shutil.rmtree(retired)
+
+
+def convert(src: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool = False) -> list[Path]:
+    """Convert the legacy checkpoint ``src`` into Hub folders under ``out_dir`` (see LAYOUT_HELP)."""
+    check_destination(out_dir, overwrite=overwrite, sources=[Path(src)])
+    return write_hub_folders(read_legacy(src), out_dir, overwrite=overwrite)
+
+
+def describe(checkpoint: LegacyCheckpoint) -> str:
+    """Human summary: format, epoch, and the inferred sizes of each network found."""
+    epoch = f", epoch {checkpoint.epoch}" if checkpoint.epoch is not None else ""
+    lines = [f"found a {checkpoint.format} checkpoint{epoch}"]
+    for role, model, source in (
+        ("generator", checkpoint.generator, checkpoint.generator_file),
+        ("discriminator", checkpoint.discriminator, checkpoint.discriminator_file),
+    ):
+        if model is not None:
+            sizes = " ".join(f"{key}={value}" for key, value in model.config.items())
+            lines.append(f"  {role + ':':<15}{sizes}  (from {source})")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dcgan_hf.convert",
+        description="Convert a legacy DCGAN checkpoint into Hub folders that from_pretrained loads.",
+        epilog=LAYOUT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("src", type=Path, metavar="SRC", help="the legacy checkpoint file (.pt/.pth/.bin)")
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the model folder to create")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        check_destination(args.out_dir, overwrite=args.overwrite, sources=[args.src])
+        checkpoint = read_legacy(args.src)
+        print(describe(checkpoint))
+        written = write_hub_folders(checkpoint, args.out_dir, overwrite=args.overwrite)
+    except (ValueError, OSError) as error:  # ModelLoadError is a ValueError
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for folder in written:
+        loader = "Discriminator" if folder == args.out_dir / DISCRIMINATOR_FOLDER else "Generator"
+        print(f"wrote {folder}/  (load with {loader}.from_pretrained({str(folder)!r}))")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
