@@ -319,5 +319,9 @@ def synthetic_images(count: int, resolution: int = 64, seed: int = 0) -> np.ndar
     """Smooth random colour blobs: stand-in images for smoke runs and benchmarks."""
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.rand(count, 3, 4, 4, generator=generator)
-    smooth = torch.nn.functional.interpolate(coarse, size=(resolution, resolution), mode="bicubic", align_corners=False)
-    return smooth.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    out = np.empty((count, resolution, resolution, 3), dtype=np.uint8)
+    for start in range(0, count, 4096):  # chunks keep the float intermediate small
+        smooth = torch.nn.functional.interpolate(coarse[start : start + 4096], size=(resolution, resolution),
+                                                 mode="bicubic", align_corners=False)
+        out[start : start + 4096] = smooth.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out

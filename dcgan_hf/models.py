@@ -14,9 +14,9 @@ from typing import Any, ClassVar, Sequence
 import torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
 from huggingface_hub.errors import (
-    EntryNotFoundError,
     HfHubHTTPError,
     LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
@@ -143,16 +143,21 @@ class _HubModel(nn.Module):
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ModelLoadError(f"{source}: unreadable config.json ({error})") from error
         model = cls(**cls.config_from_dict(raw_config, source))
-        model.load_weights(weights_path)
+        label = source if os.path.isdir(source) else f"{source}@{revision or 'main'}"
+        model.load_weights(weights_path, label=f"{label}/{subfolder + '/' if subfolder else ''}{WEIGHTS_NAME}")
         return model.to(map_location).eval()
 
-    def load_weights(self, path: str | os.PathLike) -> None:
-        """Load a safetensors file strictly; the error lists every bad key and shape."""
+    def load_weights(self, path: str | os.PathLike, label: str | None = None) -> None:
+        """Load a safetensors file strictly; the error lists every bad key and shape.
+
+        ``label`` names the file in errors (a repo id reads better than a cache path).
+        """
+        label = label or str(path)
         try:
             state = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as error:
-            raise ModelLoadError(f"{path}: not a readable safetensors file ({error})") from error
-        self.load_state_dict_strict(state, source=str(path))
+            raise ModelLoadError(f"{label}: not a readable safetensors file ({error})") from error
+        self.load_state_dict_strict(state, source=label)
 
     def load_state_dict_strict(self, state: dict[str, torch.Tensor], source: str = "state_dict") -> None:
         """``load_state_dict(strict=True)`` plus a shape check first, with one clear message."""
@@ -193,7 +198,7 @@ def _download(**kwargs: Any) -> str:
         return hf_hub_download(**kwargs)
     except RevisionNotFoundError as error:
         raise ModelLoadError(f"revision not found: {where}") from error
-    except EntryNotFoundError as error:
+    except RemoteEntryNotFoundError as error:  # (LocalEntryNotFoundError is an EntryNotFoundError too)
         raise ModelLoadError(f"{where} has no {kwargs['filename']}: not a dcgan_hf model repo") from error
     except RepositoryNotFoundError as error:
         raise ModelLoadError(f"model repo not found (or private without a token): {where}") from error

@@ -30,6 +30,7 @@ HUB_PORT = free_port()
 for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "DCGAN_MODEL"):
     os.environ.pop(name, None)
 os.environ.update(
+    OMP_NUM_THREADS="1",  # tests run beside servers and browsers on 2 cores: spinning OpenMP threads collide
     HF_ENDPOINT=f"http://127.0.0.1:{HUB_PORT}",
     HF_HOME=str(TEST_HOME / "hf_home"),
     HF_HUB_DISABLE_TELEMETRY="1",
@@ -44,3 +45,6 @@ sys.path.insert(0, str(ROOT))
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
+
+
+from hub_server import local_hub, local_hub_server  # noqa: E402,F401  (the fake Hub's fixtures)

@@ -22,6 +22,7 @@ class TrainConfig:
     """Defaults are the DCGAN paper's recipe (Adam 2e-4, β=(0.5, 0.999), batch 128, BCE)."""
 
     data: str = _opt("", "images: a folder (recursive), a .zip, or a CelebA root (train split)")
+    synthetic: int = _opt(0, "train on this many synthetic images instead of --data (benchmarks, smoke tests)")
     output_dir: str = _opt("outputs/dcgan-celeba", "where checkpoints, samples, logs and the Hub folder go")
     epochs: int = _opt(25, "passes over the data")
     max_steps: int = _opt(0, "stop after this many steps in total (0: no limit)")
@@ -66,7 +67,7 @@ class TrainConfig:
                      "eval_num"):
             if getattr(self, name) < 1:
                 problems.append(f"--{_flag(name)} must be ≥ 1")
-        for name in ("max_steps", "checkpoint_every", "eval_every", "workers", "threads"):
+        for name in ("synthetic", "max_steps", "checkpoint_every", "eval_every", "workers", "threads"):
             if getattr(self, name) < 0:
                 problems.append(f"--{_flag(name)} must be ≥ 0")
         if not 0.0 <= self.label_smoothing < 0.5:
@@ -77,8 +78,10 @@ class TrainConfig:
             problems.append("--eval-every needs --eval-real")
         if self.resume == "hub" and not self.push_to_hub:
             problems.append("--resume hub needs --push-to-hub REPO to know where to resume from")
-        if not self.data and not self.dry_run:
-            problems.append("--data is required (or --dry-run for synthetic images)")
+        if not self.data and not self.dry_run and not self.synthetic:
+            problems.append("--data is required (or --synthetic N, or --dry-run)")
+        if self.data and self.synthetic:
+            problems.append("give --data or --synthetic, not both")
         if problems:
             raise ValueError("invalid training config: " + "; ".join(problems))
 

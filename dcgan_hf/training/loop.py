@@ -134,8 +134,8 @@ def _precision(config: TrainConfig, device: torch.device) -> tuple[str, torch.dt
 def _load_images(config: TrainConfig, layout: Distributed) -> ImageCache:
     """Rank 0 decodes (once, cached); the others wait and then map the same cache."""
     if not config.data:
-        per_epoch = 2 * (2 if config.dry_run else 4 * config.batch_size) * layout.world_size
-        images = synthetic_images(per_epoch, seed=config.seed)
+        count = config.synthetic or 2 * (2 if config.dry_run else config.batch_size) * layout.world_size
+        images = synthetic_images(count, seed=config.seed)
         return ImageCache(images, fingerprint=f"synthetic-{len(images)}-{config.seed}", source="synthetic")
     options = dict(cache_dir=config.data_cache or None, workers=config.workers or None, progress=config.progress)
     if layout.is_main:
@@ -294,6 +294,10 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
                         progress.history.append(row)
                         bar.set_postfix(img_s=f"{row['img_per_s']:.0f}", D=f"{row['loss_d']:.3f}",
                                         G=f"{row['loss_g']:.3f}")
+                        if not config.progress:  # headless runs (nohup, CI) still show a pulse in their log
+                            log.info("step %d (epoch %.2f): D %.3f  G %.3f  D(x) %.2f  D(G(z)) %.2f  %.0f img/s",
+                                     progress.step, row["epoch"], row["loss_d"], row["loss_g"], row["d_real"],
+                                     row["d_fake"], row["img_per_s"])
                         if writer is not None:
                             for key in ("loss_d", "loss_g", "d_real", "d_fake", "img_per_s"):
                                 writer.add_scalar(f"train/{key}", row[key], progress.step)
@@ -311,6 +315,7 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
                 latest_checkpoint = _after_epoch(run, progress, epoch_done, last, out, latest_checkpoint, writer,
                                                  pusher, seconds=time.perf_counter() - started)
             layout.barrier()
+        _sync_buffers(run)
     finally:
         pushes = pusher.close() if pusher is not None else []
         if writer is not None:
@@ -321,6 +326,16 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
                        pushes=list(pushes or []), images_per_second=rate, generator=run.bare_generator,
                        discriminator=run.bare_discriminator,
                        ema_generator=run.ema.shadow if run.ema is not None else None)
+
+
+def _sync_buffers(run: Run) -> None:
+    """Give every rank rank 0's BN statistics, as DDP does at each forward, so all end equal."""
+    if not run.layout.enabled:
+        return
+    modules = [run.bare_generator, run.bare_discriminator] + ([run.ema.shadow] if run.ema is not None else [])
+    for module in modules:
+        for buffer in module.buffers():
+            torch.distributed.broadcast(buffer, src=0)
 
 
 def _stop_everywhere(stop: StopRequest, layout: Distributed, device: torch.device) -> bool:
