@@ -71,4 +71,4 @@ def plot_losses(history: Sequence[dict[str, float]], path: Path) -> None:
 
 def grid_tensor(image: Image.Image) -> torch.Tensor:
     """PIL grid → uint8 (3, H, W) for TensorBoard's add_image."""
-    return torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).contiguous()

@@ -53,6 +53,7 @@ class TrainConfig:
     push_to_hub: str = _opt("", "Hub repo id to publish to, e.g. user/dcgan-celeba")
     hub_private: bool = _opt(False, "create the Hub repo as private")
     hub_every: int = _opt(1, "epochs between Hub pushes (the last epoch is always pushed)")
+    hub_retry_delay: float = _opt(5.0, "seconds before retrying a failed Hub push (doubling, 5 attempts)")
     eval_every: int = _opt(0, "epochs between FID/KID evaluations (0: off; needs dcgan_hf[eval])")
     eval_real: str = _opt("", "real images for FID/KID (folder or zip; use other identities than --data)")
     eval_num: int = _opt(2000, "generated images per evaluation")
@@ -70,6 +71,8 @@ class TrainConfig:
         for name in ("synthetic", "max_steps", "checkpoint_every", "eval_every", "workers", "threads"):
             if getattr(self, name) < 0:
                 problems.append(f"--{_flag(name)} must be ≥ 0")
+        if self.hub_retry_delay < 0:
+            problems.append("--hub-retry-delay must be ≥ 0")
         if not 0.0 <= self.label_smoothing < 0.5:
             problems.append("--label-smoothing must be in [0, 0.5)")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -436,4 +436,5 @@ def _tensorboard(path: Path) -> Any:
 def _pusher(config: TrainConfig) -> Any:
     from ..hub import HubPusher
 
-    return HubPusher(config.push_to_hub, private=config.hub_private)
+    return HubPusher(config.push_to_hub, private=config.hub_private, base_delay=config.hub_retry_delay,
+                     max_delay=max(300.0, config.hub_retry_delay))
