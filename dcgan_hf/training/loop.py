@@ -64,6 +64,7 @@ class Run:
     noise: torch.Generator
     step: GanStep
     precision: str
+    extractor: Any = None  # the Inception network, loaded at the first evaluation and kept
 
     @property
     def bare_generator(self) -> Generator:
@@ -391,9 +392,13 @@ def _epoch_outputs(run: Run, progress: checkpoints.Progress, sample_dir: Path, o
 
 def _evaluate(run: Run, progress: checkpoints.Progress, writer: Any) -> None:
     from ..evaluate import evaluate
+    from ..metrics import InceptionFeatures
 
     config = run.config
-    result = evaluate(run.published_generator, config.eval_real, num=config.eval_num, device=run.device)
+    if run.extractor is None:
+        run.extractor = InceptionFeatures(device=run.device)
+    result = evaluate(run.published_generator, config.eval_real, num=config.eval_num, extractor=run.extractor,
+                      progress=False)
     row = {"epoch": progress.epoch, "step": progress.step, "fid": result["fid"], "kid_mean": result["kid_mean"],
            "kid_std": result["kid_std"], "num_generated": result["num_generated"], "num_real": result["num_real"]}
     progress.metrics.append(row)

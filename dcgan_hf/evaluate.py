@@ -1,0 +1,252 @@
+"""FID and KID of a generator against a folder (or zip) of real images.
+
+    python -m dcgan_hf.evaluate --model user/dcgan-celeba --real data/val --num 10000
+
+Generated images are the seeds ``0 … num-1`` (so a number is reproducible and two
+models are compared on the same latents); real images are the first ``num_real`` files in
+sorted order, seen through the training transform (short side to 64, centre crop 64).
+Real-set features are cached on disk, keyed by the files' names, sizes and mtimes.
+:func:`evaluate` is what training calls; :func:`main` is the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import UnidentifiedImageError
+from torch import nn
+
+from .data import ImageSource, decode, find_images
+from .hub import load_generator
+from .metrics import EvalDependencyError, FeatureCache, InceptionFeatures, fid, kid
+from .models import ModelLoadError
+from .sampling import sample
+
+IMAGE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class RealImages:
+    """The first ``limit`` images, in the sorted order of :func:`dcgan_hf.data.find_images`.
+
+    Listing, fingerprints (names, sizes, mtimes or CRCs) and decoding (short side to 64,
+    centre crop: the training transform) are those of ``dcgan_hf.data``, so FID compares
+    the generator with exactly what it was trained to imitate.
+    """
+
+    files: ImageSource
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, limit: int | None = None, split: str = "valid") -> RealImages:
+        """List (not decode) a folder (recursive), a zip, or a CelebA root's ``split`` partition."""
+        if limit is not None and limit < 2:
+            raise ValueError(f"need at least 2 real images, got num_real={limit}")
+        files = find_images(path, split)
+        if limit is not None:
+            if len(files.names) < limit:
+                raise ValueError(f"{files.root} holds only {len(files.names)} images, fewer than num_real={limit}")
+            files = dataclasses.replace(files, names=files.names[:limit], stamps=files.stamps[:limit])
+        if len(files.names) < 2:
+            raise ValueError(f"{files.root} holds {len(files.names)} image; FID needs at least 2")
+        return cls(files)
+
+    @property
+    def root(self) -> Path:
+        return self.files.root
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes when any of the selected files, their order or the transform does."""
+        return self.files.fingerprint(IMAGE_SIZE)
+
+    def __len__(self) -> int:
+        return len(self.files.names)
+
+    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        """uint8 batches (B, 3, 64, 64), decoded on the fly; an unreadable file is an error naming it."""
+        archive = zipfile.ZipFile(self.root) if self.files.kind == "zip" else None
+        try:
+            for start in range(0, len(self), batch_size):
+                names = self.files.names[start : start + batch_size]
+                pixels = np.stack([self._decode(name, archive) for name in names])
+                yield torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+        finally:
+            if archive is not None:
+                archive.close()
+
+    def _decode(self, name: str, archive: zipfile.ZipFile | None) -> np.ndarray:
+        try:
+            data = archive.read(name) if archive is not None else (self.root / name).read_bytes()
+            return decode(data, IMAGE_SIZE)
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, zipfile.BadZipFile) as error:
+            raise ValueError(f"cannot read real image {self.root / name}: {error}") from error
+
+
+def real_features(
+    real: RealImages,
+    extractor: InceptionFeatures,
+    cache: FeatureCache | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Features of the real images, from ``cache`` when it holds them (else computed and stored)."""
+    key = FeatureCache.key(real.fingerprint, len(real), extractor.fingerprint)
+    if cache is not None and (cached := cache.load(key)) is not None:
+        return cached
+    features = extractor.extract(
+        real.batches(extractor.batch_size), total=len(real), description="real images", progress=progress
+    )
+    if cache is not None:
+        cache.save(key, features, description=f"{len(real)} images from {real.root}")
+    return features
+
+
+def generated_batches(generator: nn.Module, num: int, batch_size: int) -> Iterator[torch.Tensor]:
+    """uint8 images for seeds 0 … num-1, ``batch_size`` at a time (batch-invariant, see sampling)."""
+    for start in range(0, num, batch_size):
+        yield sample(generator, range(start, min(start + batch_size, num)))
+
+
+def evaluate(
+    generator: nn.Module,
+    real: str | os.PathLike | RealImages,
+    num: int = 10000,
+    *,
+    num_real: int | None = None,
+    real_split: str = "valid",
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    extractor: InceptionFeatures | None = None,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """FID and KID of ``generator`` (seeds 0 … num-1) against the real images.
+
+    Pass a long-lived ``extractor`` when evaluating repeatedly (training) to load the
+    Inception network once; otherwise one is made on ``device`` (default: the
+    generator's). ``real_split`` only matters for a CelebA root (see ``dcgan_hf.data``).
+    Returns fid, kid_mean, kid_std, num_generated, num_real and seconds.
+    """
+    started = time.perf_counter()
+    if num < 2:
+        raise ValueError(f"need at least 2 generated images, got num={num}")
+    real_images = real if isinstance(real, RealImages) else RealImages.open(real, num_real, real_split)
+    if extractor is None:
+        device = device if device is not None else next(generator.parameters()).device
+        extractor = InceptionFeatures(device=device, batch_size=batch_size)
+    cache = FeatureCache(cache_dir) if use_cache else None
+    real_feats = real_features(real_images, extractor, cache, progress=progress)
+    fake_feats = extractor.extract(
+        generated_batches(generator, num, extractor.batch_size), total=num, description="generated", progress=progress
+    )
+    kid_value = kid(fake_feats, real_feats, kid_subsets, kid_subset_size, device=extractor.device)
+    return dict(
+        fid=fid(fake_feats, real_feats),
+        kid_mean=kid_value.mean,
+        kid_std=kid_value.std,
+        num_generated=num,
+        num_real=len(real_images),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """One human line, e.g. ``FID 23.41  KID×1000 12.3 ± 1.1  (10000 generated vs 4740 real, 123 s)``."""
+    return (
+        f"FID {result['fid']:.2f}  KID×1000 {result['kid_mean'] * 1000:.1f} ± {result['kid_std'] * 1000:.1f}  "
+        f"({result['num_generated']} generated vs {result['num_real']} real, {result['seconds']:.0f} s)"
+    )
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write next to the target and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dcgan_hf.evaluate",
+        description="FID and KID of a dcgan_hf generator against real images "
+        "(needs the eval extra: pip install 'dcgan_hf[eval]').",
+    )
+    parser.add_argument("--model", required=True, help="model folder or Hub repo id, optionally @revision")
+    parser.add_argument("--real", required=True, help="folder (searched recursively) or zip of real images")
+    parser.add_argument("--num", type=_positive, default=10000,
+                        help="generated images, seeds 0…num-1 (default 10000)")
+    parser.add_argument("--real-split", choices=("train", "valid", "test"), default="valid",
+                        help="partition to use when --real is a CelebA root (default: valid)")
+    parser.add_argument("--num-real", type=_positive, default=None,
+                        help="use the first N real images in sorted order (default: all)")
+    parser.add_argument("--batch-size", type=_positive, default=64, help="images per Inception batch (default 64)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (default: cuda if available)")
+    parser.add_argument("--cache-dir", default=None, help="real-feature cache (default ~/.cache/dcgan_hf/fid)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the real-feature cache")
+    parser.add_argument("--kid-subsets", type=_positive, default=100, help="KID subsets (default 100)")
+    parser.add_argument("--kid-subset-size", type=_positive, default=1000, help="KID subset size (default 1000)")
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT",
+                        help="also write the results to this JSON file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point; returns the exit status (2 with a message on bad input, like the other CLIs)."""
+    args = build_parser().parse_args(argv)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    try:
+        real_images = RealImages.open(args.real, args.num_real, args.real_split)
+        extractor = InceptionFeatures(device=device, batch_size=args.batch_size)
+        generator = load_generator(args.model, device=device)
+        result = evaluate(
+            generator,
+            real_images,
+            args.num,
+            cache_dir=args.cache_dir,
+            use_cache=not args.no_cache,
+            extractor=extractor,
+            kid_subsets=args.kid_subsets,
+            kid_subset_size=args.kid_subset_size,
+            progress=not args.quiet,
+        )
+    except (EvalDependencyError, ModelLoadError, ValueError, OSError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_result(result))
+    if args.json is not None:
+        try:
+            _write_json(args.json, dict(result, model=args.model, real=str(real_images.root), device=str(device)))
+        except OSError as error:
+            print(f"error: cannot write {args.json}: {error}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""CUDA-only paths (graph capture, bf16 autocast, channels_last, data on the GPU).
+
+Skipped on machines without a GPU (CI has none); `bench/gpu_check.sh` runs this file on a
+lent GPU machine together with the benchmarks.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dcgan_hf import Discriminator, Generator, sample
+from dcgan_hf.models import dcgan_init
+from dcgan_hf.training import TrainConfig, train
+from dcgan_hf.training.ema import EMA
+from dcgan_hf.training.step import GanStep, StepOptions, make_optimizers
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def build(graph: bool, autocast: torch.dtype | None, channels_last: bool, batch: int = 32):
+    device = torch.device("cuda")
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    G, D = Generator(nz=100, ngf=32), Discriminator(ndf=32)
+    init = torch.Generator().manual_seed(0)
+    dcgan_init(G, init)
+    dcgan_init(D, init)
+    G, D = G.to(device, memory_format=fmt).train(), D.to(device, memory_format=fmt).train()
+    opt_g, opt_d = make_optimizers(G, D, lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), device=device, graph_safe=graph)
+    options = StepOptions(batch_size=batch, nz=100, autocast_dtype=autocast, channels_last=channels_last,
+                          cuda_graph=graph)
+    step = GanStep(G, D, opt_g, opt_d, options, noise=torch.Generator(device=device).manual_seed(1), ema=EMA(G, 0.99))
+    return step, G
+
+
+def test_graphed_step_matches_the_eager_step():
+    batches = [torch.rand(32, 3, 64, 64, device="cuda", generator=torch.Generator("cuda").manual_seed(i)) * 2 - 1
+               for i in range(8)]
+    eager, G_eager = build(graph=False, autocast=None, channels_last=False)
+    graphed, G_graph = build(graph=True, autocast=None, channels_last=False)
+    stats_e = [eager(batch) for batch in batches]
+    stats_g = [graphed(batch) for batch in batches]
+    assert graphed.graphed, "the step was not captured"
+    torch.cuda.synchronize()
+    for a, b in zip(stats_e, stats_g):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-3)
+    for (name, a), b in zip(G_eager.state_dict().items(), G_graph.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4), name
+
+
+def test_bf16_channels_last_graph_trains_and_stays_finite():
+    step, G = build(graph=True, autocast=torch.bfloat16, channels_last=True, batch=64)
+    real = (torch.rand(64, 3, 64, 64, device="cuda") * 2 - 1).contiguous(memory_format=torch.channels_last)
+    before = G.main[0].weight.detach().clone()
+    stats = torch.stack([step(real) for _ in range(20)])
+    assert step.graphed and torch.isfinite(stats).all()
+    assert not torch.equal(before, G.main[0].weight)  # replays really update the weights
+
+
+def test_train_loop_on_gpu_with_graph(tmp_path):
+    config = TrainConfig(synthetic=2048, output_dir=str(tmp_path), epochs=2, batch_size=128, ngf=32, ndf=32,
+                         progress=False, log_every=4)
+    result = train(config)
+    assert result.progress.step == 2 * (2048 // 128)
+    assert result.images_per_second > 0
+    G = Generator.from_pretrained(tmp_path / "hub")
+    cpu = sample(G, range(8))
+    gpu = sample(G.to("cuda"), range(8))
+    assert (cpu.int() - gpu.int()).abs().max() <= 2  # same latents, other kernels: ±1-2 levels at most
