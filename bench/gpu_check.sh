@@ -12,6 +12,6 @@ if [ -d .whl ]; then
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/gpu.txt"
-timeout 150 python3 -m pytest -q tests/test_cuda.py 2>&1 | tee "$OUT/test_cuda.log"
+timeout 150 python3 -m pytest -q tests/test_cuda.py "tests/test_app.py" -k "cuda or gpu" 2>&1 | tee "$OUT/test_cuda.log"
 timeout 240 python3 bench/train_step.py --json "$OUT/train_step.json" 2>&1 | tee "$OUT/train_step.log"
 timeout 90 python3 bench/sample_cpu.py --device cuda --json "$OUT/sample_gpu.json" 2>&1 | tee "$OUT/sample_gpu.log"

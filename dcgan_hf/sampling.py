@@ -60,6 +60,25 @@ def render(generator: nn.Module, z: torch.Tensor, chunk: int = CHUNK) -> torch.T
     return torch.cat(outputs)
 
 
+def sample_latents(seeds: Sequence[int] | str | int, nz: int, truncation: float = 1.0) -> torch.Tensor:
+    """The latents :func:`sample` renders: one per seed, scaled by ``truncation``."""
+    return latents(parse_seeds(seeds), nz) * check_truncation(truncation)
+
+
+def interpolation_latents(
+    seeds: Sequence[int] | str,
+    nz: int,
+    frames: int,
+    *,
+    method: Method = "slerp",
+    closed: bool = False,
+    truncation: float = 1.0,
+) -> torch.Tensor:
+    """The latents :func:`interpolate` renders: ``frames`` points along the seeds' path."""
+    keyframes = latents(parse_seeds(seeds), nz) * check_truncation(truncation)
+    return path(keyframes, frames, method=method, closed=closed)
+
+
 def sample(
     generator: nn.Module,
     seeds: Sequence[int] | str | int,
@@ -68,8 +87,7 @@ def sample(
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """uint8 images (N, nc, 64, 64) for ``seeds`` ("0-15,42" or ints); truncation scales z."""
-    seed_list = parse_seeds(seeds)
-    z = latents(seed_list, generator.nz) * _check_truncation(truncation)
+    z = sample_latents(seeds, generator.nz, truncation)
     if device is not None:
         generator = generator.to(device)
     return render(generator, z)
@@ -90,9 +108,7 @@ def interpolate(
     The first frame is exactly ``sample(seeds[0])`` and, for an open path, the last is
     exactly ``sample(seeds[-1])``.
     """
-    seed_list = parse_seeds(seeds)
-    keyframes = latents(seed_list, generator.nz) * _check_truncation(truncation)
-    z = path(keyframes, frames, method=method, closed=closed)
+    z = interpolation_latents(seeds, generator.nz, frames, method=method, closed=closed, truncation=truncation)
     if device is not None:
         generator = generator.to(device)
     return render(generator, z)
@@ -103,7 +119,8 @@ def interpolation_gif(frames: torch.Tensor, duration_ms: int = 80) -> bytes:
     return imaging.gif_bytes(imaging.to_pil(frames), duration_ms=duration_ms)
 
 
-def _check_truncation(truncation: float) -> float:
+def check_truncation(truncation: float) -> float:
+    """The latent scale as a float in (0, 4]; 1.0 means no truncation."""
     value = float(truncation)
     if not 0.0 < value <= 4.0:
         raise ValueError(f"truncation must be in (0, 4], got {truncation!r}")

@@ -1,0 +1,579 @@
+"""Everything the demo needs that is not UI: model loading with a fallback, device and
+precision choice, input validation, and one inference worker that runs all torch work.
+
+Why one worker thread: the demo serves concurrent users on a couple of shared vCPUs.
+Gradio runs each request in its own thread; if each called torch, N requests would start
+N OpenMP teams on 2 cores, and a team whose threads get preempted waits in barriers (a
+2-thread forward measured up to 20x slower than a 1-thread one on an oversubscribed
+machine). So every torch call is queued to one thread, which also owns the intra-op
+thread count (``torch.set_num_threads`` is per-thread state under OpenMP). Requests
+render one ``dcgan_hf.sampling.CHUNK`` of images per turn, so a 64-image request lets a
+1-image request in between its chunks instead of making it wait for all four.
+
+Thread policy (measured in bench/sample_cpu.py, see bench/RESULTS-app.md): batches of up
+to ``SMALL_BATCH`` images run on 1 thread; bigger ones on every allowed CPU but one, which
+is left to the web server (HTTP, PNG/GIF encoding, file copies run beside the worker). On
+2 vCPUs that is 1 thread for everything: a second thread buys ~1.9x on a 16-image chunk
+only when nothing else runs, and costs 2-20x as soon as anything does. Thread counts never
+change pixels (each output element is computed by one thread; tests/test_app.py checks a
+seed alone and in a batch through the API).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import re
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+import torch
+from huggingface_hub import constants, get_session, try_to_load_from_cache
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+from PIL import Image
+
+from . import images as imaging
+from .hub import BUNDLED_MODEL, ModelSpec, load_generator, parse_model_spec
+from .latent import SEED_LIMIT, Method, check_seed, latents
+from .models import Generator, ModelLoadError
+from .sampling import CHUNK, check_truncation as check_latent_scale, interpolation_latents, render, sample_latents
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_IMAGES = 64
+MIN_FRAMES, MAX_FRAMES = 2, 60
+MAX_KEYFRAMES = 16
+METHODS: tuple[Method, ...] = ("slerp", "lerp")
+SMALL_BATCH = 4
+STRIP_COLUMNS = 12
+GIF_FRAME_MS = 80
+# fp16 is kept on a GPU only if no pixel of PRECISION_CHECK_SEEDS moves by more than this
+# many uint8 levels from fp32 (1% of the range: invisible, and far below GAN sample noise).
+HALF_TOLERANCE = 2
+PRECISION_CHECK_SEEDS = tuple(range(16))
+
+
+# --- input validation: ValueError messages are shown to users as they are -----------------
+
+
+def check_whole_number(value: object, name: str, low: int, high: int) -> int:
+    """``value`` as an int in [low, high]; a JSON float like 16.0 is accepted, 16.5 is not."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be from {low} to {high}, got {value}")
+    return value
+
+
+def check_seed_input(value: object, name: str = "seed") -> int:
+    """A seed from a form or an API call: a whole number in [0, 2**32)."""
+    try:
+        return check_seed(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number from 0 to {SEED_LIMIT - 1}, got {value!r}") from None
+
+
+def check_truncation(value: object) -> float:
+    """The latent scale: a finite number in the library's range (1.0 = no truncation)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"truncation must be a number such as 0.7 (1.0 = off), got {value!r}")
+    return check_latent_scale(value)
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """A validated Generate call: ``count`` consecutive seeds starting at ``seed``."""
+
+    seed: int
+    count: int
+    truncation: float
+
+    @classmethod
+    def parse(cls, seed: object, count: object, truncation: object = 1.0) -> "GenerateRequest":
+        first = check_seed_input(seed)
+        count = check_whole_number(count, "number of images", 1, MAX_IMAGES)
+        if first + count > SEED_LIMIT:
+            raise ValueError(f"seeds {first}…{first + count - 1} run past the last seed {SEED_LIMIT - 1}")
+        return cls(first, count, check_truncation(truncation))
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.count))
+
+    @property
+    def filename(self) -> str:
+        return f"dcgan-seed{self.seed}-n{self.count}-t{self.truncation:g}.png"
+
+
+@dataclass(frozen=True)
+class InterpolateRequest:
+    """A validated Interpolate call: a path through ``seeds`` (back to the first if closed)."""
+
+    seeds: tuple[int, ...]
+    frames: int
+    method: Method
+    closed: bool
+    truncation: float
+
+    @classmethod
+    def parse(
+        cls,
+        seed_a: object,
+        seed_b: object,
+        more_seeds: object = "",
+        frames: object = 24,
+        method: object = "slerp",
+        closed: object = False,
+        truncation: object = 1.0,
+    ) -> "InterpolateRequest":
+        seeds = [check_seed_input(seed_a, "seed A"), check_seed_input(seed_b, "seed B"), *parse_more_seeds(more_seeds)]
+        frames = check_whole_number(frames, "number of frames", MIN_FRAMES, MAX_FRAMES)
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        if not isinstance(closed, bool):
+            raise ValueError(f"closed loop must be true or false, got {closed!r}")
+        return cls(tuple(seeds), frames, method, closed, check_truncation(truncation))
+
+    @property
+    def filename_stem(self) -> str:
+        seeds = "-".join(map(str, self.seeds))
+        loop = "-loop" if self.closed else ""
+        return f"dcgan-interp-{seeds}-{self.frames}f-{self.method}{loop}-t{self.truncation:g}"
+
+
+def parse_more_seeds(text: object) -> list[int]:
+    """The optional extra keyframes: "7, 99 123" → [7, 99, 123], at most MAX_KEYFRAMES - 2."""
+    if text is None:
+        return []
+    if not isinstance(text, str):
+        raise ValueError(f"more seeds must be text like '7, 99', got {text!r}")
+    parts = [part for part in re.split(r"[,\s]+", text.strip()) if part]
+    if len(parts) > MAX_KEYFRAMES - 2:
+        raise ValueError(f"an interpolation takes at most {MAX_KEYFRAMES} seeds, got {len(parts) + 2}")
+    if not all(re.fullmatch(r"[0-9]{1,10}", part) for part in parts):
+        raise ValueError(f"more seeds must be whole numbers separated by commas, got {text!r}")
+    return [check_seed_input(int(part), "each of more seeds") for part in parts]
+
+
+def random_seed() -> int:
+    """A fresh seed for the "random seed" button (OS entropy: not model randomness)."""
+    return secrets.randbelow(SEED_LIMIT)
+
+
+# --- devices, CPUs and precision ------------------------------------------------------
+
+
+def on_zero_gpu() -> bool:
+    """True on a ZeroGPU Space, read the way the ``spaces`` package reads it."""
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
+
+
+def choose_device(name: str = "auto") -> torch.device:
+    """``auto`` → cuda when available, else cpu; an explicit device must exist."""
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {name!r}: use auto, cpu or cuda[:N]") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: torch sees only {torch.cuda.device_count()} GPU(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {name!r}: use auto, cpu or cuda[:N]")
+    return device
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota.
+
+    ``os.cpu_count()`` reports the host's cores inside a container (a Space may see 16
+    and be allowed 2); more OpenMP threads than allowed CPUs is the oversubscription the
+    worker exists to avoid.
+    """
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            count = min(count, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
+
+@dataclass(frozen=True)
+class ThreadPolicy:
+    """Intra-op threads for one forward pass: 1 for small batches, all allowed CPUs above."""
+
+    max_threads: int
+    small_batch: int = SMALL_BATCH
+
+    @classmethod
+    def for_device(cls, device: torch.device) -> "ThreadPolicy":
+        """All allowed CPUs but one, which stays free for the web server's threads."""
+        if device.type == "cuda":
+            return cls(max_threads=1)  # the CPU only launches kernels
+        return cls(max_threads=max(1, min(available_cpus(), torch.get_num_threads()) - 1))
+
+    def threads_for(self, batch: int) -> int:
+        return 1 if batch <= self.small_batch else self.max_threads
+
+    def describe(self) -> str:
+        if self.max_threads == 1:
+            return "1 intra-op thread"
+        return f"1 thread for ≤ {self.small_batch} images, {self.max_threads} threads above"
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """Which dtype serves, and the measured fp16-vs-fp32 difference that decided it."""
+
+    precision: str
+    max_difference: int | None
+    note: str
+
+
+def half_precision_difference(
+    generator: Generator, seeds: Sequence[int] = PRECISION_CHECK_SEEDS
+) -> tuple[Generator, int]:
+    """An fp16 copy of ``generator`` and its max abs uint8 difference from fp32 on ``seeds``."""
+    z = latents(list(seeds), generator.nz)
+    reference = render(generator, z)
+    half = copy.deepcopy(generator).half()
+    difference = (render(half, z).int() - reference.int()).abs().max().item()
+    return half, int(difference)
+
+
+def try_half_precision(generator: Generator, tolerance: int = HALF_TOLERANCE) -> tuple[Generator, PrecisionChoice]:
+    """The fp16 copy if it keeps every check pixel within ``tolerance`` of fp32, else ``generator``."""
+    half, difference = half_precision_difference(generator)
+    checked = f"max difference from fp32 {difference}/255 on {len(PRECISION_CHECK_SEEDS)} seeds"
+    if difference <= tolerance:
+        return half, PrecisionChoice("fp16", difference, f"fp16 ({checked} ≤ {tolerance})")
+    return generator, PrecisionChoice("fp32", difference, f"fp32 (fp16 {checked} > {tolerance})")
+
+
+def choose_precision(
+    generator: Generator, device: torch.device, *, zero_gpu: bool = False
+) -> tuple[Generator, PrecisionChoice]:
+    """fp16 on a GPU when :func:`try_half_precision` allows it; fp32 everywhere else.
+
+    CPUs have no fast fp16 convolution, so they stay fp32. On ZeroGPU the GPU only exists
+    inside ``@spaces.GPU`` calls, so the start-up check cannot run: fp32 there too.
+    """
+    if device.type != "cuda":
+        return generator, PrecisionChoice("fp32", None, "fp32 (fp16 is only tried on a GPU)")
+    if zero_gpu:
+        return generator, PrecisionChoice("fp32", None, "fp32 (ZeroGPU: no GPU at start-up to check fp16)")
+    return try_half_precision(generator)
+
+
+# --- model loading with a fallback ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A generator (on the CPU) and where it came from."""
+
+    generator: Generator
+    spec: ModelSpec
+    from_cache_offline: bool = False  # a Hub model served from the local cache, Hub unreachable
+    fallback_reason: str | None = None  # why the requested model is not the one serving
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """What the page's model panel and the ``model_info`` API report."""
+
+    requested: str
+    serving: str
+    revision: str | None
+    commit: str | None
+    config: dict[str, int]
+    device: str
+    precision: str
+    threads: str
+    from_cache_offline: bool = False
+    fallback_reason: str | None = None
+
+    @property
+    def fell_back(self) -> bool:
+        return self.fallback_reason is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "fell_back": self.fell_back}
+
+    def markdown(self) -> str:
+        where = f"`{self.serving}`"
+        if self.revision:
+            where += f" @ `{self.revision}`"
+        if self.commit and self.commit != self.revision:
+            where += f" (commit `{self.commit[:12]}`)"
+        if self.from_cache_offline:
+            where += " — from the local cache: the Hub cannot be reached"
+        config = ", ".join(f"{key}={value}" for key, value in self.config.items())
+        lines = [
+            f"**Serving** {where}",
+            f"**Config** {config} · **Device** {self.device} · **Precision** {self.precision}"
+            f" · **CPU threads** {self.threads}",
+        ]
+        if self.fallback_reason:
+            lines.insert(
+                0,
+                f"⚠️ **Could not load `{self.requested}`** — {self.fallback_reason}. "
+                "Serving the fallback model instead.",
+            )
+        return "\n\n".join(lines)
+
+
+def hub_commit(spec: ModelSpec) -> str | None:
+    """The commit a Hub spec resolved to, read from the local cache (no network call)."""
+    if spec.is_local:
+        return None
+    cached = try_to_load_from_cache(spec.source, "config.json", revision=spec.revision)
+    if isinstance(cached, str):
+        return Path(cached).parent.name
+    return None
+
+
+def describe_source(spec: ModelSpec) -> str:
+    return str(Path(spec.source).resolve()) if spec.is_local else spec.source
+
+
+def hub_is_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub endpoint answers at all (any status), through the client's session.
+
+    ``hf_hub_download`` retries a Hub it cannot reach for ~25 s before giving up on a file
+    that is not cached; asking once first lets the demo start at once when offline.
+    """
+    if constants.is_offline_mode():
+        return False
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # noqa: BLE001 - any transport failure (refused, DNS, timeout, TLS) means unreachable
+        return False
+    return True
+
+
+def is_hub_repo_id(source: str) -> bool:
+    """``user/name`` (or ``name``) as the Hub spells repo ids; a path such as /a/b/c is not one."""
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        return False
+    return True
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """A folder as is; a Hub repo from the Hub, or from the local cache if the Hub is unreachable."""
+    if spec.is_local or not is_hub_repo_id(spec.source):
+        return LoadedModel(load_generator(spec), spec)  # a folder, or a path whose error names it
+    offline = not hub_is_reachable()
+    if offline:
+        logger.warning("the Hub at %s cannot be reached: looking for %s in the local cache", constants.ENDPOINT, spec)
+    return LoadedModel(load_generator(spec, local_files_only=offline), spec, from_cache_offline=offline)
+
+
+def load_with_fallback(requested: str | os.PathLike, fallback: str | os.PathLike) -> LoadedModel:
+    """Load ``requested``; if it cannot be loaded, load ``fallback`` and say why.
+
+    A fallback that cannot be loaded either is an error naming both problems.
+    """
+    spec = parse_model_spec(requested)
+    try:
+        return load_model(spec)
+    except (ModelLoadError, OSError) as error:
+        fallback_spec = parse_model_spec(fallback)
+        if fallback_spec == spec:
+            raise ModelLoadError(f"cannot load {spec}: {error}") from error
+        reason = str(error)
+        logger.warning("could not load model %s (%s); falling back to %s", spec, reason, fallback_spec)
+    try:
+        loaded = load_model(fallback_spec)
+    except (ModelLoadError, OSError) as error:
+        raise ModelLoadError(f"cannot load {spec} ({reason}) nor the fallback {fallback_spec} ({error})") from error
+    return LoadedModel(loaded.generator, loaded.spec, loaded.from_cache_offline, fallback_reason=reason)
+
+
+# --- the worker -----------------------------------------------------------------------
+
+
+class InferenceWorker:
+    """Runs callables one at a time on one dedicated thread, in arrival order.
+
+    ``threaded=False`` runs them in the caller instead: on ZeroGPU each ``@spaces.GPU``
+    call runs in a forked process, where a thread started by the parent does not exist.
+    """
+
+    def __init__(self, policy: ThreadPolicy, threaded: bool = True) -> None:
+        self.policy = policy
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dcgan-inference") if threaded else None
+
+    def run(self, fn: Callable[..., T], *args: Any, batch: int = 1) -> T:
+        """``fn(*args)`` on the worker with the policy's thread count for ``batch`` images."""
+        threads = self.policy.threads_for(batch)
+        if self._executor is None:
+            return _with_threads(threads, fn, args)
+        return self._executor.submit(_with_threads, threads, fn, args).result()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _with_threads(threads: int, fn: Callable[..., T], args: tuple) -> T:
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return fn(*args)
+
+
+# --- the server -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneratedGrid:
+    images: torch.Tensor  # uint8 (N, nc, 64, 64)
+    png: bytes  # the grid, lossless
+
+
+@dataclass(frozen=True)
+class Interpolation:
+    frames: torch.Tensor  # uint8 (frames, nc, 64, 64)
+    strip_png: bytes  # every frame, STRIP_COLUMNS to a row
+    gif: bytes  # the animation, looping
+
+
+@dataclass
+class ModelServer:
+    """A loaded generator on its device, its status, and the worker that runs it."""
+
+    generator: Generator
+    status: ModelStatus
+    worker: InferenceWorker = field(repr=False)
+
+    @classmethod
+    def start(
+        cls,
+        model: str | os.PathLike = BUNDLED_MODEL,
+        *,
+        fallback: str | os.PathLike = BUNDLED_MODEL,
+        device: str = "auto",
+    ) -> "ModelServer":
+        """Load ``model`` (or the fallback if it cannot be loaded) and serve it."""
+        target = choose_device(device)
+        loaded = load_with_fallback(model, fallback)
+        return cls.serve(loaded.generator, target, requested=str(model), source=loaded)
+
+    @classmethod
+    def serve(
+        cls,
+        generator: Generator,
+        device: torch.device | str = "cpu",
+        *,
+        requested: str = "in-memory generator",
+        source: LoadedModel | None = None,
+        policy: ThreadPolicy | None = None,
+    ) -> "ModelServer":
+        """Place ``generator`` on ``device``, pick its precision and start the worker."""
+        target = torch.device(device)
+        zero_gpu = on_zero_gpu()
+        generator, precision = choose_precision(generator.to(target).eval(), target, zero_gpu=zero_gpu)
+        policy = policy or ThreadPolicy.for_device(target)
+        spec = source.spec if source else None
+        status = ModelStatus(
+            requested=requested,
+            serving=describe_source(spec) if spec else requested,
+            revision=spec.revision if spec else None,
+            commit=hub_commit(spec) if spec else None,
+            config=dict(generator.config),
+            device=str(target),
+            precision=precision.note,
+            threads=policy.describe(),
+            from_cache_offline=source.from_cache_offline if source else False,
+            fallback_reason=source.fallback_reason if source else None,
+        )
+        logger.info("serving %s on %s, %s", status.serving, target, precision.note)
+        return cls(generator, status, InferenceWorker(policy, threaded=not zero_gpu))
+
+    def generate(self, request: GenerateRequest) -> GeneratedGrid:
+        """The images for ``request.seeds`` (bit-identical to ``dcgan_hf.sample``) and their grid."""
+        z = self.worker.run(self._sample_latents, request)
+        images, grid = self._render(z, imaging.grid_image)
+        return GeneratedGrid(images, imaging.png_bytes(grid))
+
+    def interpolate(self, request: InterpolateRequest) -> Interpolation:
+        """The frames of ``dcgan_hf.interpolate`` for ``request``, as a PNG strip and a GIF."""
+        z = self.worker.run(self._path_latents, request)
+        frames, pictures = self._render(z, self._strip_and_frames)
+        strip, frame_images = pictures
+        return Interpolation(frames, imaging.png_bytes(strip), imaging.gif_bytes(frame_images, GIF_FRAME_MS))
+
+    def close(self) -> None:
+        self.worker.close()
+
+    def _sample_latents(self, request: GenerateRequest) -> torch.Tensor:
+        return sample_latents(request.seeds, self.generator.nz, request.truncation)
+
+    def _path_latents(self, request: InterpolateRequest) -> torch.Tensor:
+        return interpolation_latents(list(request.seeds), self.generator.nz, request.frames, method=request.method,
+                                     closed=request.closed, truncation=request.truncation)
+
+    def _render(self, z: torch.Tensor, finish: Callable[[torch.Tensor], T]) -> tuple[torch.Tensor, T]:
+        """Render ``z`` one CHUNK per worker turn (others' chunks can run in between), then finish."""
+        parts = [self.worker.run(render, self.generator, chunk, batch=len(chunk)) for chunk in z.split(CHUNK)]
+        return self.worker.run(_concat_and_finish, parts, finish)
+
+    @staticmethod
+    def _strip_and_frames(frames: torch.Tensor) -> tuple[Image.Image, list[Image.Image]]:
+        return imaging.grid_image(frames, nrow=min(STRIP_COLUMNS, frames.shape[0])), imaging.to_pil(frames)
+
+
+def _concat_and_finish(parts: list[torch.Tensor], finish: Callable[[torch.Tensor], T]) -> tuple[torch.Tensor, T]:
+    images = torch.cat(parts)
+    return images, finish(images)
+
+
+# --- output files ---------------------------------------------------------------------
+
+
+class OutputFolder:
+    """Where results are written for Gradio to serve, named after their request.
+
+    Same request → same bytes, so concurrent writers of one name are harmless (atomic
+    replace). Gradio copies each returned file into its own cache at once, so files
+    older than ``max_age_s`` are pruned on every write to keep the folder small.
+    """
+
+    def __init__(self, folder: str | os.PathLike, max_age_s: float = 600.0) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.max_age_s = max_age_s
+
+    def write(self, name: str, data: bytes) -> str:
+        self._prune()
+        target = self.folder / name
+        staging = target.with_name(f".{name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+        staging.write_bytes(data)
+        os.replace(staging, target)
+        return str(target)
+
+    def _prune(self) -> None:
+        cutoff = time.time() - self.max_age_s
+        for entry in self.folder.iterdir():
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+            except FileNotFoundError:
+                pass  # another request pruned it first
