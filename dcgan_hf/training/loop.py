@@ -274,7 +274,8 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
         log.info("training %s on %s (%d images, %d steps/epoch, %s)", config.output_dir, run.device,
                  len(run.data), steps_per_epoch, run.precision)
     try:
-        while progress.epoch < epochs and not stop and not (max_steps and progress.step >= max_steps):
+        while (progress.epoch < epochs and not (max_steps and progress.step >= max_steps)
+               and not _stop_everywhere(stop, layout, run.device)):
             bar = tqdm(total=steps_per_epoch, initial=progress.batch, desc=f"epoch {progress.epoch + 1}/{epochs}",
                        unit="step", disable=not (main and config.progress), dynamic_ncols=True)
             for real in run.batches.batches(progress.epoch, start=progress.batch):
@@ -309,13 +310,17 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
             if epoch_done:
                 progress.epoch += 1
                 progress.batch = 0
-            if stop:
-                interrupted = True
-            last = progress.epoch >= epochs or bool(max_steps and progress.step >= max_steps) or interrupted
+            last = progress.epoch >= epochs or bool(max_steps and progress.step >= max_steps) or bool(stop)
             if main:
                 latest_checkpoint = _after_epoch(run, progress, epoch_done, last, out, latest_checkpoint, writer,
                                                  pusher, seconds=time.perf_counter() - started)
             layout.barrier()
+        finished = progress.epoch >= epochs or bool(max_steps and progress.step >= max_steps)
+        interrupted = bool(stop) and not finished
+        if interrupted and main and (latest_checkpoint is None
+                                     or latest_checkpoint.name != checkpoints.name_for(progress.step)):
+            # the signal came during end-of-epoch work, after that epoch's checkpoint decision
+            latest_checkpoint = checkpoints.save(checkpoint_dir, _snapshot(run, progress))
         _sync_buffers(run)
     finally:
         pushes = pusher.close() if pusher is not None else []
