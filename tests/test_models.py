@@ -92,6 +92,8 @@ def test_roundtrip_is_exact(tmp_path):
     loaded = Generator.from_pretrained(tmp_path)
     assert not loaded.training
     assert loaded.config == G.config
+    original = G.state_dict()
+    assert all(torch.equal(value, original[key]) for key, value in loaded.state_dict().items())
     assert torch.equal(loaded.sample("0-5"), G.sample("0-5"))
     D = Discriminator(ndf=8)
     D.save_pretrained(tmp_path / "d")

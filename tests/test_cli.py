@@ -1,0 +1,108 @@
+"""``python -m dcgan_hf generate`` from the shell: grids, folders, GIFs, @revision, errors."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import HfApi
+from PIL import Image
+
+from dcgan_hf import Generator, images, interpolate, sample
+from dcgan_hf.__main__ import main
+from dcgan_hf.hub import BUNDLED_MODEL
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(3)
+    Generator(ngf=8).save_pretrained(folder)
+    return folder
+
+
+def read_png(path: Path) -> torch.Tensor:
+    with Image.open(path) as image:
+        return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+
+
+def test_grid_png_equals_the_library(model_dir, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    assert main(["generate", "--model", str(model_dir), "--seeds", "0-3,9", "--out", str(out)]) == 0
+    assert "wrote a grid of 5 images" in capsys.readouterr().out
+    G = Generator.from_pretrained(model_dir)
+    assert torch.equal(read_png(out), images.grid(sample(G, [0, 1, 2, 3, 9])))
+
+
+def test_folder_output_names_files_by_seed(model_dir, tmp_path):
+    out = tmp_path / "each"
+    assert main(["generate", "--model", str(model_dir), "--seeds", "5,7", "--out", f"{out}/"]) == 0
+    G = Generator.from_pretrained(model_dir)
+    assert sorted(p.name for p in out.iterdir()) == ["seed0000000005.png", "seed0000000007.png"]
+    assert torch.equal(read_png(out / "seed0000000007.png"), sample(G, [7])[0])
+
+
+def test_interpolation_gif_and_strip(model_dir, tmp_path):
+    gif = tmp_path / "walk.gif"
+    assert main(["generate", "--model", str(model_dir), "--interpolate", "3,7", "--frames", "6",
+                 "--out", str(gif)]) == 0
+    assert images.gif_frame_count(gif.read_bytes()) == 6
+    strip = tmp_path / "walk.png"
+    assert main(["generate", "--model", str(model_dir), "--interpolate", "3,7,9", "--loop", "--method", "lerp",
+                 "--frames", "6", "--out", str(strip)]) == 0
+    G = Generator.from_pretrained(model_dir)
+    frames = interpolate(G, [3, 7, 9], 6, method="lerp", closed=True)
+    assert torch.equal(read_png(strip), images.grid(frames, nrow=6))
+
+
+def test_model_at_a_hub_revision(local_hub, model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_cli_test")
+    api = HfApi()
+    api.create_repo("someone/cli-model")
+    commit = api.upload_folder(repo_id="someone/cli-model", folder_path=model_dir)
+    api.create_tag("someone/cli-model", tag="v1", revision=commit.oid)
+    torch.manual_seed(4)
+    newer = tmp_path / "newer"
+    Generator(ngf=8).save_pretrained(newer)
+    api.upload_folder(repo_id="someone/cli-model", folder_path=newer)  # main moves on; v1 stays
+    out = tmp_path / "v1.png"
+    assert main(["generate", "--model", "someone/cli-model@v1", "--seeds", "0", "--out", str(out)]) == 0
+    assert torch.equal(read_png(out), images.grid(sample(Generator.from_pretrained(model_dir), [0])))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "4294967296"], "outside"),
+    (["--seeds", "a-b"], "cannot read seeds"),
+    (["--interpolate", "3"], "at least two seeds"),
+    (["--truncation", "0"], "truncation"),
+    (["--frames", "1", "--interpolate", "1,2"], "at least 2 frames"),
+])
+def test_bad_input_exits_2_with_a_message(model_dir, tmp_path, capsys, args, message):
+    out = tmp_path / "x.png"
+    assert main(["generate", "--model", str(model_dir), *args, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_model_and_gif_without_interpolation(tmp_path, model_dir, capsys):
+    assert main(["generate", "--model", str(tmp_path / "nowhere" / "x" / "y"), "--out", str(tmp_path / "a.png")]) == 2
+    assert "no model folder" in capsys.readouterr().err
+    assert main(["generate", "--model", str(model_dir), "--out", str(tmp_path / "a.gif")]) == 2
+    assert "needs --interpolate" in capsys.readouterr().err
+
+
+def test_python_dash_m_and_the_bundled_default(tmp_path):
+    assert (BUNDLED_MODEL / "model.safetensors").is_file(), "the bundled model must ship with the code"
+    out = tmp_path / "bundled.png"
+    result = subprocess.run([sys.executable, "-m", "dcgan_hf", "generate", "--seeds", "0-3", "--out", str(out)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    with Image.open(io.BytesIO(out.read_bytes())) as grid:
+        assert grid.size == (2 + 2 * 66, 2 + 2 * 66)
