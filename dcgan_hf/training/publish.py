@@ -45,6 +45,8 @@ def card_command(config: TrainConfig) -> str:
         "eval_real": short_path(config.eval_real),
         "output_dir": short_path(config.output_dir),
         "data_cache": "",
+        "resume": "",  # how a run was continued is not part of its recipe (resuming is exact)
+        "progress": TrainConfig.progress,
     })
     return shown.command_line()
 
