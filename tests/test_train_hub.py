@@ -82,3 +82,15 @@ def test_an_unreachable_hub_never_stops_training(token, faces, tmp_path, caplog,
 def test_resume_hub_without_a_repo_is_refused(faces, tmp_path):
     with pytest.raises(ValueError, match="--resume hub needs --push-to-hub"):
         tiny_config(tmp_path, faces, resume="hub")
+
+
+def test_a_finished_run_can_be_published_later(local_hub, token, faces, tmp_path):
+    offline = train(tiny_config(tmp_path, faces, epochs=1))  # trained without --push-to-hub
+    card = (tmp_path / "run" / "hub" / "README.md").read_text()
+    assert "| wall time |" in card
+    again = train(tiny_config(tmp_path, faces, epochs=1, resume="latest", push_to_hub="someone/later"))
+    assert again.progress.step == offline.progress.step == 6  # nothing retrained
+    assert [push.ok for push in again.pushes] == [True]
+    assert "epoch-1" in local_hub.refs("someone/later")["tags"]
+    pushed = Generator.from_pretrained("someone/later", revision="epoch-1").state_dict()
+    assert all(torch.equal(value, pushed[key]) for key, value in offline.ema_generator.state_dict().items())

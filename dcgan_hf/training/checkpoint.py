@@ -30,6 +30,7 @@ class Progress:
     epoch: int = 0
     batch: int = 0
     step: int = 0
+    seconds: float = 0.0  # training wall time over all sessions of the run (resumes included)
     history: list[dict[str, float]] = field(default_factory=list)  # one row per log interval
     metrics: list[dict[str, float]] = field(default_factory=list)  # one row per evaluation
 

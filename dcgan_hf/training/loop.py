@@ -267,6 +267,7 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
     latest_checkpoint: Path | None = checkpoints.latest(checkpoint_dir) if main else None
     interrupted = False
     started, images_done = time.perf_counter(), 0
+    run_seconds, resumed_step = progress.seconds, progress.step
     stats_sum = torch.zeros(4, device=run.device)
     stats_count, interval_start, interval_images = 0, time.perf_counter(), 0
     rate = 0.0
@@ -311,12 +312,17 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
                 progress.epoch += 1
                 progress.batch = 0
             last = progress.epoch >= epochs or bool(max_steps and progress.step >= max_steps) or bool(stop)
+            progress.seconds = run_seconds + time.perf_counter() - started
             if main:
                 latest_checkpoint = _after_epoch(run, progress, epoch_done, last, out, latest_checkpoint, writer,
-                                                 pusher, seconds=time.perf_counter() - started)
+                                                 pusher)
             layout.barrier()
         finished = progress.epoch >= epochs or bool(max_steps and progress.step >= max_steps)
         interrupted = bool(stop) and not finished
+        if main and source is not None and progress.step == resumed_step and finished:
+            # resumed a finished run (e.g. to add --push-to-hub): rebuild the Hub folder and push it
+            log.info("nothing left to train at step %d; rebuilding %s", progress.step, hub_dir)
+            latest_checkpoint = _after_epoch(run, progress, False, True, out, latest_checkpoint, writer, pusher)
         if interrupted and main and (latest_checkpoint is None
                                      or latest_checkpoint.name != checkpoints.name_for(progress.step)):
             # the signal came during end-of-epoch work, after that epoch's checkpoint decision
@@ -356,7 +362,7 @@ def _stop_everywhere(stop: StopRequest, layout: Distributed, device: torch.devic
 
 
 def _after_epoch(run: Run, progress: checkpoints.Progress, epoch_done: bool, last: bool, out: Path,
-                 latest_checkpoint: Path | None, writer: Any, pusher: Any, seconds: float) -> Path | None:
+                 latest_checkpoint: Path | None, writer: Any, pusher: Any) -> Path | None:
     """Rank 0's end-of-epoch (or end-of-run) work: samples, metrics, checkpoint, Hub push."""
     config = run.config
     if epoch_done or last:
@@ -368,7 +374,7 @@ def _after_epoch(run: Run, progress: checkpoints.Progress, epoch_done: bool, las
         checkpoints.prune(out / "checkpoints", config.keep_checkpoints)
         log.info("checkpoint %s", latest_checkpoint)
     if last or (epoch_done and progress.epoch % config.hub_every == 0):
-        _publish(run, progress, out / "hub", out, latest_checkpoint, writer, seconds=seconds)
+        _publish(run, progress, out / "hub", out, latest_checkpoint, writer)
         if pusher is not None:
             tag = f"epoch-{progress.epoch}" if progress.batch == 0 else f"step-{progress.step}"
             pusher.push(out / "hub", tag=tag, message=f"epoch {progress.epoch}, step {progress.step}")
@@ -415,7 +421,7 @@ def _evaluate(run: Run, progress: checkpoints.Progress, writer: Any) -> None:
 
 
 def _publish(run: Run, progress: checkpoints.Progress, hub_dir: Path, out: Path, checkpoint: Path | None,
-             writer: Any, seconds: float) -> None:
+             writer: Any) -> None:
     config = run.config
     if writer is not None:
         writer.flush()
@@ -427,7 +433,7 @@ def _publish(run: Run, progress: checkpoints.Progress, hub_dir: Path, out: Path,
         "training": publish.training_table(
             config, epochs_done=progress.epoch, steps=progress.step, images_seen=images_seen,
             image_count=len(run.data), hardware=publish.hardware_name(run.device, run.layout.world_size),
-            precision=run.precision, seconds=seconds),
+            precision=run.precision, seconds=progress.seconds),
     }
     extras = {name: out / name for name in ("samples.png", "progress.gif", "loss.png")}
     publish.build_hub_folder(hub_dir, generator=run.published_generator, discriminator=run.bare_discriminator,

@@ -55,7 +55,7 @@ def training_table(
     config: TrainConfig, *, epochs_done: int, steps: int, images_seen: int, image_count: int, hardware: str,
     precision: str, seconds: float,
 ) -> dict[str, Any]:
-    return {
+    table: dict[str, Any] = {
         "command": f"`{card_command(config)}`",
         "data": f"{short_path(config.data) or 'synthetic'} ({image_count:,} images, "
                 f"resize short side → 64, centre crop{', random h-flip' if config.hflip else ''})",
@@ -69,9 +69,11 @@ def training_table(
         "architecture": f"nz {config.nz}, ngf {config.ngf}, ndf {config.ndf}",
         "hardware": hardware,
         "precision": precision,
-        "wall time": f"{seconds / 60:.1f} min",
         "seed": config.seed,
     }
+    if seconds > 0:  # unknown for runs checkpointed before wall time was recorded
+        table["wall time"] = f"{seconds / 60:.1f} min"
+    return table
 
 
 def metric_rows(metrics: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
