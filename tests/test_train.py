@@ -206,3 +206,27 @@ while True:
     checkpoints.prune(tmp_path, keep=2)  # stale temporaries of dead writers are cleaned up
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert len(checkpoints.list_checkpoints(tmp_path)) == 2
+
+
+def test_ema_recalibration_fits_bn_statistics_to_the_averaged_weights():
+    from dcgan_hf.training.ema import EMA
+
+    G = Generator(nz=16, ngf=8)
+    ema = EMA(G, 0.9)
+    with torch.no_grad():
+        for _ in range(5):  # the live net moves on; the shadow averages it
+            for parameter in G.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.05)
+            ema.update()
+    assert ema.shadow.main[1].momentum == 0.1
+    shadow = ema.recalibrate(batches=4, batch_size=32, seed=3)
+    assert not shadow.training and shadow.main[1].momentum == 0.1  # restored
+    noise = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # what the first conv of the averaged weights actually outputs on that noise
+        first = torch.cat([shadow.main[0](torch.randn(32, 16, generator=noise)[:, :, None, None]) for _ in range(4)])
+    assert torch.allclose(shadow.main[1].running_mean, first.mean(dim=(0, 2, 3)), atol=1e-5)
+    assert int(shadow.main[1].num_batches_tracked) == 4
+    first_stats = [buffer.clone() for buffer in shadow.buffers()]
+    shadow.main[1].running_mean.fill_(7.0)  # whatever the statistics were before does not matter
+    ema.recalibrate(batches=4, batch_size=32, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(first_stats, shadow.buffers()))  # a pure function of the weights

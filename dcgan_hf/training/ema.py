@@ -1,8 +1,15 @@
 """Exponential moving average of generator weights, the copy we sample from and publish.
 
-GAN weights oscillate; their EMA gives visibly cleaner samples at no training cost. All
-updates are on-device tensor ops (including the warm-up decay), so the update can sit
-inside a captured CUDA graph.
+GAN weights oscillate; their EMA smooths that out at no training cost. All updates are
+on-device tensor ops (including the warm-up decay), so the update can sit inside a
+captured CUDA graph.
+
+BatchNorm needs care: running statistics gathered with the live weights do not describe
+the averaged weights' activations (averaged filters respond more weakly), and an EMA
+generator normalised with them gives washed-out, low-contrast faces (measured: FID 270 vs
+220 after recalibration, 600 samples, epoch 2 of the CelebA run). So the shadow's BN
+statistics are not copied from the live net but recomputed for the averaged weights by
+:meth:`EMA.recalibrate` whenever the EMA is used (samples, metrics, checkpoints, publishing).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ class EMA:
     """``shadow = d·shadow + (1-d)·live`` with d = min(decay, (1+n)/(10+n)) after n updates.
 
     The warm-up keeps early samples from being dominated by the random initialisation.
-    BN running statistics are copied, not averaged: they describe the live weights' activations.
+    BN running statistics are left alone by updates; :meth:`recalibrate` recomputes them.
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
@@ -30,8 +37,6 @@ class EMA:
         self.updates = torch.zeros((), device=device, dtype=torch.float32)
         self._shadow_params = list(self.shadow.parameters())
         self._live_params = list(self._live.parameters())
-        self._shadow_buffers = list(self.shadow.buffers())
-        self._live_buffers = list(self._live.buffers())
 
     @torch.no_grad()
     def update(self) -> None:
@@ -40,7 +45,32 @@ class EMA:
         weight = (1.0 - decay).to(self._shadow_params[0].dtype)
         # one 0-dim weight per tensor selects the Tensor[] overload: no host sync inside a graph
         torch._foreach_lerp_(self._shadow_params, self._live_params, [weight] * len(self._shadow_params))
-        torch._foreach_copy_(self._shadow_buffers, self._live_buffers)
+
+    @torch.no_grad()
+    def recalibrate(self, batches: int = 16, batch_size: int = 128, seed: int = 0) -> nn.Module:
+        """Recompute the shadow's BN running statistics for its own weights; return the shadow.
+
+        Forward passes in train mode over ``batches`` batches of fixed-seed noise, with
+        cumulative averaging (momentum None). A pure function of the shadow's weights, so a
+        resumed run recalibrates to exactly the same statistics as an uninterrupted one.
+        """
+        norms = [m for m in self.shadow.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        device = next(self.shadow.parameters()).device
+        noise = torch.Generator(device="cpu").manual_seed(seed)
+        for module in norms:
+            module.reset_running_stats()
+            module.momentum = None
+        self.shadow.train()
+        try:
+            for _ in range(batches):
+                z = torch.randn(batch_size, self.shadow.nz, generator=noise).to(device)
+                self.shadow(z)
+        finally:
+            for module, momentum in zip(norms, momenta):
+                module.momentum = momentum
+            self.shadow.eval()
+        return self.shadow
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"updates": self.updates.detach().cpu().reshape(1)}

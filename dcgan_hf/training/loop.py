@@ -365,6 +365,8 @@ def _after_epoch(run: Run, progress: checkpoints.Progress, epoch_done: bool, las
                  latest_checkpoint: Path | None, writer: Any, pusher: Any) -> Path | None:
     """Rank 0's end-of-epoch (or end-of-run) work: samples, metrics, checkpoint, Hub push."""
     config = run.config
+    if run.ema is not None:
+        run.ema.recalibrate()  # BN statistics for the averaged weights, before anything uses them
     if epoch_done or last:
         _epoch_outputs(run, progress, out / "samples", out, writer)
     if epoch_done and config.eval_every and (progress.epoch % config.eval_every == 0 or last):
