@@ -266,7 +266,7 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
     steps_per_epoch = run.batches.steps_per_epoch
     latest_checkpoint: Path | None = checkpoints.latest(checkpoint_dir) if main else None
     interrupted = False
-    started, images_done = time.perf_counter(), 0
+    started = time.perf_counter()
     run_seconds, resumed_step = progress.seconds, progress.step
     stats_sum = torch.zeros(4, device=run.device)
     stats_count, interval_start, interval_images = 0, time.perf_counter(), 0
@@ -290,7 +290,6 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
                     row = _log_row(stats_sum, stats_count, progress, steps_per_epoch, interval_images,
                                    time.perf_counter() - interval_start)
                     rate = row["img_per_s"]
-                    images_done += interval_images
                     stats_sum.zero_()
                     stats_count, interval_start, interval_images = 0, time.perf_counter(), 0
                     if main:
