@@ -219,6 +219,11 @@ def _restore(run: Run, saved: checkpoints.Checkpoint) -> checkpoints.Progress:
     run.opt_g.load_state_dict(saved.optimizers["g"])
     run.opt_d.load_state_dict(saved.optimizers["d"])
     run.noise.set_state(saved.rng["noise"])
+    progress = saved.progress
+    if (saved.ema is None) != (run.ema is None):  # metrics described the other generator (live vs EMA)
+        log.warning("the published generator changes (EMA %s → %s): dropping the checkpoint's metrics",
+                    "on" if saved.ema is not None else "off", "on" if run.ema is not None else "off")
+        progress.metrics = []
     if run.ema is not None:
         if saved.ema is None:
             log.warning("the checkpoint has no EMA weights; starting the EMA from the live generator")
@@ -226,7 +231,7 @@ def _restore(run: Run, saved: checkpoints.Checkpoint) -> checkpoints.Progress:
             updates = saved.ema.pop("__ema_updates__")
             run.ema.shadow.load_state_dict_strict(saved.ema, source="checkpoint EMA")
             run.ema.load_state_dict({"updates": updates})
-    return saved.progress
+    return progress
 
 
 def _resume_source(config: TrainConfig, checkpoint_dir: Path) -> Path | None:
@@ -368,7 +373,10 @@ def _after_epoch(run: Run, progress: checkpoints.Progress, epoch_done: bool, las
         run.ema.recalibrate()  # BN statistics for the averaged weights, before anything uses them
     if epoch_done or last:
         _epoch_outputs(run, progress, out / "samples", out, writer)
-    if epoch_done and config.eval_every and (progress.epoch % config.eval_every == 0 or last):
+    evaluated_now = bool(progress.metrics) and progress.metrics[-1]["step"] == progress.step
+    run_complete = progress.epoch >= config.epochs and progress.batch == 0  # not on an interrupt
+    if config.eval_every and not evaluated_now and (
+            (epoch_done and progress.epoch % config.eval_every == 0) or (last and run_complete)):
         _evaluate(run, progress, writer)
     if last or (epoch_done and config.checkpoint_every and progress.epoch % config.checkpoint_every == 0):
         latest_checkpoint = checkpoints.save(out / "checkpoints", _snapshot(run, progress))
