@@ -106,3 +106,25 @@ def test_python_dash_m_and_the_bundled_default(tmp_path):
     assert result.returncode == 0, result.stderr
     with Image.open(io.BytesIO(out.read_bytes())) as grid:
         assert grid.size == (2 + 2 * 66, 2 + 2 * 66)
+
+
+def test_the_bundled_model_is_a_strict_hub_folder_with_a_card():
+    G = Generator.from_pretrained(BUNDLED_MODEL)
+    assert G.config == {"nz": 100, "ngf": 64, "nc": 3}
+    card = (BUNDLED_MODEL / "README.md").read_text()
+    assert "pipeline_tag: unconditional-image-generation" in card and "| FID |" in card
+    assert (BUNDLED_MODEL / "model.safetensors").stat().st_size <= 15 * 2**20
+    for name in ("samples.png", "interpolation.gif"):
+        assert (BUNDLED_MODEL / name).is_file()
+    faces = sample(G, range(16)).float()
+    assert faces.std() > 30  # trained: varied, contrasty faces, not flat grey
+
+
+def test_the_demo_serves_the_bundled_model_by_default():
+    from dcgan_hf.serving import ModelServer
+
+    server = ModelServer.start()
+    try:
+        assert server.status.serving == str(BUNDLED_MODEL) and not server.status.fell_back
+    finally:
+        server.close()
