@@ -348,8 +348,16 @@ def hub_commit(spec: ModelSpec) -> str | None:
     return None
 
 
+BUNDLED_LABEL = "the bundled model (dcgan_hf/pretrained/celeba64)"
+
+
 def describe_source(spec: ModelSpec) -> str:
-    return str(Path(spec.source).resolve()) if spec.is_local else spec.source
+    """A repo id as is; a folder as its absolute path, except the bundled model, which is named
+    rather than located (Space visitors have no use for the server's file system layout)."""
+    if not spec.is_local:
+        return spec.source
+    path = Path(spec.source).resolve()
+    return BUNDLED_LABEL if path == BUNDLED_MODEL.resolve() else str(path)
 
 
 def hub_is_reachable(timeout: float = 3.0) -> bool:

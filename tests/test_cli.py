@@ -121,10 +121,11 @@ def test_the_bundled_model_is_a_strict_hub_folder_with_a_card():
 
 
 def test_the_demo_serves_the_bundled_model_by_default():
-    from dcgan_hf.serving import ModelServer
+    from dcgan_hf.serving import BUNDLED_LABEL, ModelServer
 
     server = ModelServer.start()
     try:
-        assert server.status.serving == str(BUNDLED_MODEL) and not server.status.fell_back
+        assert server.status.serving == BUNDLED_LABEL and not server.status.fell_back
+        assert str(BUNDLED_MODEL.parent) not in server.status.markdown()  # no server paths on the page
     finally:
         server.close()
