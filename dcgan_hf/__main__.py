@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import images as imaging
+from .files import write_atomic
 from .hub import BUNDLED_MODEL, load_generator
 from .models import ModelLoadError
 from .sampling import interpolate, interpolation_gif, sample
@@ -46,7 +47,7 @@ def generate(args: argparse.Namespace) -> int:
             data = interpolation_gif(frames, duration_ms=args.duration)
         else:
             data = imaging.png_bytes(imaging.grid_image(frames, nrow=args.nrow or len(frames)))
-        _write(out, data)
+        write_atomic(out, data)
         print(f"wrote {len(frames)} frames to {out}")
         return 0
     images = sample(generator, args.seeds, truncation=args.truncation)
@@ -55,21 +56,14 @@ def generate(args: argparse.Namespace) -> int:
         from .latent import parse_seeds
 
         for seed, image in zip(parse_seeds(args.seeds), imaging.to_pil(images)):
-            _write(out / f"seed{seed:010d}.png", imaging.png_bytes(image))
+            write_atomic(out / f"seed{seed:010d}.png", imaging.png_bytes(image))
         print(f"wrote {len(images)} images to {out}/")
         return 0
     if out.suffix.lower() == ".gif":
         raise ValueError("a .gif needs --interpolate SEEDS; for a grid use .png")
-    _write(out, imaging.png_bytes(imaging.grid_image(images, nrow=args.nrow)))
+    write_atomic(out, imaging.png_bytes(imaging.grid_image(images, nrow=args.nrow)))
     print(f"wrote a grid of {len(images)} images to {out}")
     return 0
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

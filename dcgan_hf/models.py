@@ -6,10 +6,11 @@ pytorch/examples, so their checkpoints load key for key (``main.0.weight`` …).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
@@ -191,25 +192,31 @@ def _looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~")) or source.count("/") > 1
 
 
-def _download(**kwargs: Any) -> str:
-    """hf_hub_download with errors that say which repo, revision and file failed."""
-    where = f"{kwargs['repo_id']}" + (f"@{kwargs['revision']}" if kwargs.get("revision") else "")
+@contextlib.contextmanager
+def hub_errors(where: str, filename: str | None = None) -> Iterator[None]:
+    """Turn the Hub client's errors into a ModelLoadError saying what failed (repo, revision, file)."""
+    what = filename or "it"
     try:
-        return hf_hub_download(**kwargs)
+        yield
     except RevisionNotFoundError as error:
         raise ModelLoadError(f"revision not found: {where}") from error
     except RemoteEntryNotFoundError as error:  # (LocalEntryNotFoundError is an EntryNotFoundError too)
-        raise ModelLoadError(f"{where} has no {kwargs['filename']}: not a dcgan_hf model repo") from error
+        raise ModelLoadError(f"{where} has no {what}: not a dcgan_hf model repo") from error
     except RepositoryNotFoundError as error:
         raise ModelLoadError(f"model repo not found (or private without a token): {where}") from error
     except LocalEntryNotFoundError as error:
-        raise ModelLoadError(
-            f"cannot reach the Hub for {where} and {kwargs['filename']} is not in the local cache"
-        ) from error
+        raise ModelLoadError(f"cannot reach the Hub for {where} and {what} is not in the local cache") from error
     except HfHubHTTPError as error:
-        raise ModelLoadError(f"Hub error for {where}/{kwargs['filename']}: {error}") from error
+        raise ModelLoadError(f"Hub error for {where}{'/' + filename if filename else ''}: {error}") from error
     except ValueError as error:  # HFValidationError: not a valid repo id
         raise ModelLoadError(f"{where!r} is neither a local folder nor a valid Hub repo id ({error})") from error
+
+
+def _download(**kwargs: Any) -> str:
+    """hf_hub_download with errors that say which repo, revision and file failed."""
+    where = f"{kwargs['repo_id']}" + (f"@{kwargs['revision']}" if kwargs.get("revision") else "")
+    with hub_errors(where, kwargs["filename"]):
+        return hf_hub_download(**kwargs)
 
 
 class Generator(_HubModel, PyTorchModelHubMixin, **HUB_METADATA):

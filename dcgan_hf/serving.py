@@ -40,6 +40,7 @@ from huggingface_hub.utils import validate_repo_id
 from PIL import Image
 
 from . import images as imaging
+from .files import write_atomic
 from .hub import BUNDLED_MODEL, ModelSpec, load_generator, parse_model_spec
 from .latent import SEED_LIMIT, Method, check_seed, latents
 from .models import Generator, ModelLoadError
@@ -571,11 +572,7 @@ class OutputFolder:
 
     def write(self, name: str, data: bytes) -> str:
         self._prune()
-        target = self.folder / name
-        staging = target.with_name(f".{name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-        staging.write_bytes(data)
-        os.replace(staging, target)
-        return str(target)
+        return str(write_atomic(self.folder / name, data))
 
     def _prune(self) -> None:
         cutoff = time.time() - self.max_age_s

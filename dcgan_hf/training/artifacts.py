@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 from typing import Sequence
 
@@ -12,6 +12,7 @@ from PIL import Image
 from torch import nn
 
 from .. import images as imaging
+from ..files import write_atomic
 from ..latent import latents
 from ..sampling import render
 
@@ -23,13 +24,6 @@ def sample_grid(generator: nn.Module, seeds: Sequence[int] = FIXED_SEEDS) -> Ima
     return imaging.grid_image(render(generator, latents(list(seeds), generator.nz)), nrow=8)
 
 
-def save_image_atomic(image: Image.Image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"))
-    os.replace(tmp, path)
-
-
 def write_progress_gif(grids: Sequence[Path], path: Path, duration_ms: int = 400) -> None:
     """The epoch grids as one looping GIF: training at a glance."""
     frames = []
@@ -37,9 +31,7 @@ def write_progress_gif(grids: Sequence[Path], path: Path, duration_ms: int = 400
         with Image.open(grid_path) as image:
             frames.append(image.convert("RGB"))
     if frames:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(imaging.gif_bytes(frames, duration_ms=duration_ms))
-        os.replace(tmp, path)
+        write_atomic(path, imaging.gif_bytes(frames, duration_ms=duration_ms))
 
 
 def plot_losses(history: Sequence[dict[str, float]], path: Path) -> None:
@@ -63,10 +55,10 @@ def plot_losses(history: Sequence[dict[str, float]], path: Path) -> None:
     outputs.set_ylabel("mean probability")
     outputs.legend()
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=100)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
-    os.replace(tmp, path)
+    write_atomic(path, buffer.getvalue())
 
 
 def grid_tensor(image: Image.Image) -> torch.Tensor:

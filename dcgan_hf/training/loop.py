@@ -20,7 +20,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from .. import images as imaging
 from ..data import DeviceBatches, ImageCache, load_cache, synthetic_images
+from ..files import write_atomic
 from ..models import Discriminator, Generator, dcgan_init
 from . import artifacts, checkpoint as checkpoints, publish
 from .config import TrainConfig
@@ -401,8 +403,9 @@ def _log_row(stats_sum: torch.Tensor, count: int, progress: checkpoints.Progress
 def _epoch_outputs(run: Run, progress: checkpoints.Progress, sample_dir: Path, out: Path, writer: Any) -> None:
     grid = artifacts.sample_grid(run.published_generator)
     path = sample_dir / f"epoch-{progress.epoch:04d}.png"
-    artifacts.save_image_atomic(grid, path)
-    artifacts.save_image_atomic(grid, out / "samples.png")
+    png = imaging.png_bytes(grid)
+    write_atomic(path, png)
+    write_atomic(out / "samples.png", png)
     artifacts.write_progress_gif(sorted(sample_dir.glob("epoch-*.png")), out / "progress.gif")
     artifacts.plot_losses(progress.history, out / "loss.png")
     if writer is not None:
