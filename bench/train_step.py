@@ -92,7 +92,7 @@ def our_step_fn(nz: int, ngf: int, ndf: int, batch: int, device: torch.device):
                           channels_last=on_gpu, cuda_graph=on_gpu)
     step = GanStep(G, D, opt_g, opt_d, options, noise=torch.Generator(device=device).manual_seed(1), ema=EMA(G, 0.999))
     real = (torch.rand(batch, 3, 64, 64, device=device) * 2 - 1).contiguous(memory_format=fmt)
-    return (lambda: step(real)), step
+    return (lambda: step(real, 1)), step  # step 1: never an R1 step
 
 
 def images_per_second(step, batch: int, device: torch.device, warmup: int, iterations: int, repeats: int = 3) -> float:

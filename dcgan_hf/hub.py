@@ -21,6 +21,7 @@ from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 from .models import Generator, ModelLoadError, hub_errors
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "pretrained" / "celeba64"
+BUNDLED_REPO_ID = "dcgan-hf/dcgan-celeba64"  # where the bundled model is published (README front matter)
 GIT_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 
 logger = logging.getLogger(__name__)

@@ -38,8 +38,8 @@ def test_graphed_step_matches_the_eager_step():
                for i in range(8)]
     eager, G_eager = build(graph=False, autocast=None, channels_last=False)
     graphed, G_graph = build(graph=True, autocast=None, channels_last=False)
-    stats_e = [eager(batch) for batch in batches]
-    stats_g = [graphed(batch) for batch in batches]
+    stats_e = [eager(batch, i) for i, batch in enumerate(batches)]
+    stats_g = [graphed(batch, i) for i, batch in enumerate(batches)]
     assert graphed.graphed, "the step was not captured"
     torch.cuda.synchronize()
     for a, b in zip(stats_e, stats_g):
@@ -52,7 +52,7 @@ def test_bf16_channels_last_graph_trains_and_stays_finite():
     step, G = build(graph=True, autocast=torch.bfloat16, channels_last=True, batch=64)
     real = (torch.rand(64, 3, 64, 64, device="cuda") * 2 - 1).contiguous(memory_format=torch.channels_last)
     before = G.main[0].weight.detach().clone()
-    stats = torch.stack([step(real) for _ in range(20)])
+    stats = torch.stack([step(real, i) for i in range(20)])
     assert step.graphed and torch.isfinite(stats).all()
     assert not torch.equal(before, G.main[0].weight)  # replays really update the weights
 

@@ -2,6 +2,8 @@
 
 Each field becomes a ``train.py`` flag (``lr_d`` → ``--lr-d``), is stored in every
 checkpoint's ``state.json`` and printed in the model card, so the three never disagree.
+``--recipe`` names a preset of the recipe fields (:data:`RECIPES`); flags given
+explicitly still win over it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
@@ -17,9 +20,24 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
+AUGMENT_OPS = ("color", "translation", "cutout")
+
+# Named presets of the recipe fields. "default" is the dataclass defaults; "classic" is
+# pytorch/examples' dcgan/main.py (batch 64, Adam 2e-4 β=(0.5, 0.999), BCE with hard
+# labels, 64-wide nets, no EMA, no flips, no augmentation, no regulariser).
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "classic": dict(batch_size=64, lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, ngf=64, ndf=64, loss="bce",
+                    label_smoothing=0.0, ema_decay=0.0, ema_start=0, hflip=False, augment="", r1_gamma=0.0),
+}
+
+
 @dataclass
 class TrainConfig:
     """Defaults are the DCGAN paper's recipe (Adam 2e-4, β=(0.5, 0.999), batch 128, BCE)."""
+
+    recipe: str = _opt("default", "named preset of the recipe flags (classic: pytorch/examples' dcgan); "
+                       "flags given explicitly override it", choices=tuple(RECIPES))
 
     data: str = _opt("", "images: a folder (recursive), a .zip, or a CelebA root (train split)")
     synthetic: int = _opt(0, "train on this many synthetic images instead of --data (benchmarks, smoke tests)")
@@ -34,10 +52,18 @@ class TrainConfig:
     nz: int = _opt(100, "latent size")
     ngf: int = _opt(64, "generator width")
     ndf: int = _opt(64, "discriminator width")
+    loss: str = _opt("bce", "GAN loss: bce (non-saturating, on logits) or hinge", choices=("bce", "hinge"))
     label_smoothing: float = _opt(
-        0.0, "targets become 1-s for real and s for fake images in D's loss (0.1: the 0.9/0.1 trick)"
+        0.0, "targets become 1-s for real and s for fake images in D's loss (0.1: the 0.9/0.1 trick; bce only)"
     )
+    augment: str = _opt("", "DiffAugment policy applied to every image D sees, real and fake: a comma list of "
+                        + ", ".join(AUGMENT_OPS) + " ('' = off)")
+    r1_gamma: float = _opt(0.0, "R1 penalty weight on real images (gamma/2·‖∇D(x)‖²; 0: off)")
+    r1_every: int = _opt(16, "apply R1 lazily every this many steps (scaled up to match)")
     ema_decay: float = _opt(0.999, "EMA of generator weights used for samples and publishing (0: off)")
+    ema_start: int = _opt(0, "steps during which the EMA just copies the live generator before averaging")
+    init_from: str = _opt("", "start from a published model (folder or user/repo[@rev]): its generator and "
+                          "discriminator, fresh optimizers, a new run (fine-tuning, moving machines)")
     hflip: bool = _opt(False, "flip training images left-right at random")
     seed: int = _opt(0, "seed for weights, data order and noise")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
@@ -64,11 +90,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         problems = []
+        for spec in fields(self):  # nan and inf pass every comparison below unnoticed
+            value = getattr(self, spec.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(f"--{_flag(spec.name)} must be a finite number, got {value}")
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
         for name in ("epochs", "batch_size", "nz", "ngf", "ndf", "log_every", "keep_checkpoints", "hub_every",
-                     "eval_num"):
+                     "eval_num", "r1_every"):
             if getattr(self, name) < 1:
                 problems.append(f"--{_flag(name)} must be ≥ 1")
-        for name in ("synthetic", "max_steps", "checkpoint_every", "eval_every", "workers", "threads"):
+        for name in ("synthetic", "max_steps", "checkpoint_every", "eval_every", "workers", "threads", "ema_start"):
             if getattr(self, name) < 0:
                 problems.append(f"--{_flag(name)} must be ≥ 0")
         if self.hub_retry_delay < 0:
@@ -77,6 +109,23 @@ class TrainConfig:
             problems.append("--label-smoothing must be in [0, 0.5)")
         if not 0.0 <= self.ema_decay < 1.0:
             problems.append("--ema-decay must be in [0, 1)")
+        if self.recipe not in RECIPES:
+            problems.append(f"--recipe must be one of {', '.join(RECIPES)}")
+        if self.loss not in ("bce", "hinge"):
+            problems.append("--loss must be bce or hinge")
+        if self.loss == "hinge" and self.label_smoothing:
+            problems.append("--label-smoothing applies to --loss bce only")
+        if self.r1_gamma < 0:
+            problems.append("--r1-gamma must be ≥ 0")
+        for name in (n.strip() for n in self.augment.split(",") if n.strip()):
+            if name not in AUGMENT_OPS:
+                problems.append(f"--augment: unknown op {name!r} (choose from {', '.join(AUGMENT_OPS)})")
+        if self.lr_g <= 0 or self.lr_d <= 0:
+            problems.append("--lr-g and --lr-d must be > 0")
+        if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
+            problems.append("--beta1 and --beta2 must be in [0, 1)")
+        if self.init_from and self.resume == "hub":
+            problems.append("--init-from starts a new run; --resume hub continues an old one: give one")
         if self.eval_every and not self.eval_real:
             problems.append("--eval-every needs --eval-real")
         if self.resume == "hub" and not self.push_to_hub:
@@ -104,6 +153,13 @@ class TrainConfig:
         return cls(**values)
 
     @classmethod
+    def from_recipe(cls, recipe: str = "default", **overrides: Any) -> "TrainConfig":
+        """A config from a named preset, with ``overrides`` on top (what ``--recipe`` does)."""
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
+        return cls(**{**RECIPES[recipe], **overrides, "recipe": recipe})
+
+    @classmethod
     def parser(cls, description: str | None = None) -> argparse.ArgumentParser:
         """An argparse parser with one flag per field, defaults and help from the fields."""
         parser = argparse.ArgumentParser(
@@ -123,6 +179,8 @@ class TrainConfig:
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None) -> "TrainConfig":
         parser = cls.parser()
+        recipe = parser.parse_known_args(argv)[0].recipe
+        parser.set_defaults(**RECIPES[recipe])  # the preset fills in; explicit flags still win
         args = parser.parse_args(argv)
         try:
             return cls(**vars(args))
@@ -131,8 +189,11 @@ class TrainConfig:
             raise  # unreachable: parser.error exits
 
     def changed_from_defaults(self) -> dict[str, Any]:
-        """Only the knobs a user set: the shortest faithful record of a command line."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+        """Only the knobs a user set beyond the recipe: the shortest faithful record of a command line."""
+        preset = RECIPES.get(self.recipe, {})
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name == "recipe" and self.recipe != f.default
+                or f.name != "recipe" and getattr(self, f.name) != preset.get(f.name, f.default)}
 
     def command_line(self, program: str = "python train.py") -> str:
         """The flags that reproduce this config, for the model card."""

@@ -21,16 +21,21 @@ from torch import nn
 
 
 class EMA:
-    """``shadow = d·shadow + (1-d)·live`` with d = min(decay, (1+n)/(10+n)) after n updates.
+    """``shadow = d·shadow + (1-d)·live`` with d = min(decay, (1+n)/(10+n)) after n averaging updates.
 
-    The warm-up keeps early samples from being dominated by the random initialisation.
-    BN running statistics are left alone by updates; :meth:`recalibrate` recomputes them.
+    For the first ``start`` updates the shadow just copies the live weights (d = 0), so the
+    average forgets the wild early weights entirely; the warm-up after it keeps early samples
+    from being dominated by them too. BN running statistics are left alone by updates;
+    :meth:`recalibrate` recomputes them.
     """
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, model: nn.Module, decay: float, start: int = 0) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        if start < 0:
+            raise ValueError(f"EMA start must be ≥ 0, got {start}")
         self.decay = decay
+        self.start = float(start)
         self.shadow = copy.deepcopy(getattr(model, "module", model)).eval().requires_grad_(False)
         self._live = getattr(model, "module", model)
         device = next(self.shadow.parameters()).device
@@ -41,7 +46,9 @@ class EMA:
     @torch.no_grad()
     def update(self) -> None:
         self.updates.add_(1.0)
-        decay = torch.clamp((1.0 + self.updates) / (10.0 + self.updates), max=self.decay)
+        averaged = self.updates - self.start  # ≤ 0 while the EMA has not started
+        decay = torch.clamp((1.0 + averaged) / (10.0 + averaged), min=0.0, max=self.decay)
+        decay = torch.where(averaged > 0, decay, torch.zeros_like(decay))
         weight = (1.0 - decay).to(self._shadow_params[0].dtype)
         # one 0-dim weight per tensor selects the Tensor[] overload: no host sync inside a graph
         torch._foreach_lerp_(self._shadow_params, self._live_params, [weight] * len(self._shadow_params))

@@ -26,6 +26,7 @@ from ..data import DeviceBatches, ImageCache, load_cache, synthetic_images
 from ..files import write_atomic
 from ..models import Discriminator, Generator, dcgan_init
 from . import artifacts, checkpoint as checkpoints, publish
+from .base_model import BaseModel, load_base_model
 from .config import TrainConfig
 from .distributed import Distributed, setup
 from .ema import EMA
@@ -67,6 +68,7 @@ class Run:
     noise: torch.Generator
     step: GanStep
     precision: str
+    base: BaseModel | None = None  # --init-from's source, when the run started from one
     extractor: Any = None  # the Inception network, loaded at the first evaluation and kept
 
     @property
@@ -149,6 +151,9 @@ def _load_images(config: TrainConfig, layout: Distributed) -> ImageCache:
 
 
 def _build(config: TrainConfig, layout: Distributed, device: torch.device) -> Run:
+    # --init-from first: a wrong model must fail before minutes of decoding
+    base = load_base_model(config.init_from, nz=config.nz, ngf=config.ngf, ndf=config.ndf) \
+        if config.init_from else None
     if device.type == "cpu":
         cores = len(os.sched_getaffinity(0))
         torch.set_num_threads(config.threads or max(1, cores // layout.world_size))
@@ -165,6 +170,9 @@ def _build(config: TrainConfig, layout: Distributed, device: torch.device) -> Ru
     generator, discriminator = Generator(config.nz, config.ngf, 3), Discriminator(3, config.ndf)
     dcgan_init(generator, init)
     dcgan_init(discriminator, init)
+    if base is not None:  # (a checkpoint found by --resume later replaces these again)
+        generator.load_state_dict_strict(base.generator.state_dict(), source=f"--init-from {base.spec}")
+        discriminator.load_state_dict_strict(base.discriminator.state_dict(), source=f"--init-from {base.spec}")
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     generator = generator.to(device, memory_format=memory_format).train()
     discriminator = discriminator.to(device, memory_format=memory_format).train()
@@ -173,17 +181,19 @@ def _build(config: TrainConfig, layout: Distributed, device: torch.device) -> Ru
         ids = [device.index] if on_gpu else None
         generator = DistributedDataParallel(generator, device_ids=ids)
         discriminator = DistributedDataParallel(discriminator, device_ids=ids)
-    ema = EMA(generator, config.ema_decay) if config.ema_decay > 0 else None
+    ema = EMA(generator, config.ema_decay, start=config.ema_start) if config.ema_decay > 0 else None
     opt_g, opt_d = make_optimizers(generator, discriminator, lr_g=config.lr_g, lr_d=config.lr_d,
                                    betas=(config.beta1, config.beta2), device=device, graph_safe=use_graph)
     noise = torch.Generator(device=device).manual_seed(config.seed + 1 + layout.rank)
     precision, autocast_dtype = _precision(config, device)
     step = GanStep(generator, discriminator, opt_g, opt_d,
                    StepOptions(batch_size=batch_size, nz=config.nz, label_smoothing=config.label_smoothing,
-                               autocast_dtype=autocast_dtype, channels_last=channels_last, cuda_graph=use_graph),
+                               loss=config.loss, augment=config.augment, r1_gamma=config.r1_gamma,
+                               r1_every=config.r1_every, autocast_dtype=autocast_dtype, channels_last=channels_last, cuda_graph=use_graph),
                    noise=noise, ema=ema)
     return Run(config, layout, device, data, batches, generator, discriminator, ema, opt_g, opt_d, noise, step,
-               precision + (" + CUDA graph" if use_graph else "") + (" + channels_last" if channels_last else ""))
+               precision + (" + CUDA graph" if use_graph else "") + (" + channels_last" if channels_last else ""),
+               base=base)
 
 
 # -- checkpoints -------------------------------------------------------------------------------
@@ -208,8 +218,9 @@ def _restore(run: Run, saved: checkpoints.Checkpoint) -> checkpoints.Progress:
         if old.get(key) != getattr(config, key):
             raise ValueError(f"cannot resume: the checkpoint has {key}={old.get(key)}, this run {getattr(config, key)}")
     changed = {k: (old.get(k), v) for k, v in config.to_dict().items()
-               if k in ("batch_size", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "ema_decay", "hflip", "seed")
-               and old.get(k) != v}
+               if k in ("recipe", "batch_size", "lr_g", "lr_d", "beta1", "beta2", "loss", "label_smoothing", "augment",
+                        "r1_gamma", "r1_every", "ema_decay", "ema_start", "hflip", "seed", "init_from")
+               and old.get(k, TrainConfig.__dataclass_fields__[k].default) != v}
     if changed:
         log.warning("resuming with a different recipe than the checkpoint's: %s", changed)
     if saved.data_fingerprint != run.data.fingerprint:
@@ -274,8 +285,8 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
     interrupted = False
     started = time.perf_counter()
     run_seconds, resumed_step = progress.seconds, progress.step
-    stats_sum = torch.zeros(4, device=run.device)
-    stats_count, interval_start, interval_images = 0, time.perf_counter(), 0
+    stats_sum = torch.zeros(5, device=run.device)
+    stats_count, r1_count, interval_start, interval_images = 0, 0, time.perf_counter(), 0
     rate = 0.0
     if main:
         log.info("training %s on %s (%d images, %d steps/epoch, %s)", config.output_dir, run.device,
@@ -286,28 +297,31 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
             bar = tqdm(total=steps_per_epoch, initial=progress.batch, desc=f"epoch {progress.epoch + 1}/{epochs}",
                        unit="step", disable=not (main and config.progress), dynamic_ncols=True)
             for real in run.batches.batches(progress.epoch, start=progress.batch):
-                stats_sum += run.step(real)
+                r1_count += run.step.options.regularizes(progress.step)
+                stats_sum += run.step(real, progress.step)
                 stats_count += 1
                 progress.batch += 1
                 progress.step += 1
                 interval_images += run.batches.batch_size * layout.world_size
                 bar.update(1)
                 if progress.step % config.log_every == 0 or progress.batch == steps_per_epoch:
-                    row = _log_row(stats_sum, stats_count, progress, steps_per_epoch, interval_images,
+                    row = _log_row(stats_sum, stats_count, r1_count, progress, steps_per_epoch, interval_images,
                                    time.perf_counter() - interval_start)
                     rate = row["img_per_s"]
                     stats_sum.zero_()
-                    stats_count, interval_start, interval_images = 0, time.perf_counter(), 0
+                    stats_count, r1_count, interval_start, interval_images = 0, 0, time.perf_counter(), 0
                     if main:
                         progress.history.append(row)
                         bar.set_postfix(img_s=f"{row['img_per_s']:.0f}", D=f"{row['loss_d']:.3f}",
                                         G=f"{row['loss_g']:.3f}")
                         if not config.progress:  # headless runs (nohup, CI) still show a pulse in their log
-                            log.info("step %d (epoch %.2f): D %.3f  G %.3f  D(x) %.2f  D(G(z)) %.2f  %.0f img/s",
+                            log.info("step %d (epoch %.2f): D %.3f  G %.3f  D(x) %.2f  D(G(z)) %.2f%s  %.0f img/s",
                                      progress.step, row["epoch"], row["loss_d"], row["loss_g"], row["d_real"],
-                                     row["d_fake"], row["img_per_s"])
+                                     row["d_fake"], f"  R1 {row['r1']:.3g}" if "r1" in row else "", row["img_per_s"])
                         if writer is not None:
-                            for key in ("loss_d", "loss_g", "d_real", "d_fake", "img_per_s"):
+                            for key in ("loss_d", "loss_g", "d_real", "d_fake", "r1", "img_per_s"):
+                                if key not in row:
+                                    continue
                                 writer.add_scalar(f"train/{key}", row[key], progress.step)
                 if _stop_everywhere(stop, layout, run.device) or (max_steps and progress.step >= max_steps):
                     break
@@ -391,12 +405,17 @@ def _after_epoch(run: Run, progress: checkpoints.Progress, epoch_done: bool, las
     return latest_checkpoint
 
 
-def _log_row(stats_sum: torch.Tensor, count: int, progress: checkpoints.Progress, steps_per_epoch: int,
-             images: int, seconds: float) -> dict[str, float]:
-    loss_d, loss_g, d_real, d_fake = (stats_sum / max(count, 1)).tolist()  # the one host sync per interval
-    return {"step": progress.step, "epoch": progress.epoch + progress.batch / steps_per_epoch,
-            "loss_d": loss_d, "loss_g": loss_g, "d_real": d_real, "d_fake": d_fake,
-            "img_per_s": images / max(seconds, 1e-9)}
+def _log_row(stats_sum: torch.Tensor, count: int, r1_count: int, progress: checkpoints.Progress,
+             steps_per_epoch: int, images: int, seconds: float) -> dict[str, float]:
+    """Interval means; the R1 penalty averaged over the steps that computed it (when any did)."""
+    totals = stats_sum.tolist()  # the one host sync per interval
+    loss_d, loss_g, d_real, d_fake = (value / max(count, 1) for value in totals[:4])
+    row = {"step": progress.step, "epoch": progress.epoch + progress.batch / steps_per_epoch,
+           "loss_d": loss_d, "loss_g": loss_g, "d_real": d_real, "d_fake": d_fake,
+           "img_per_s": images / max(seconds, 1e-9)}
+    if r1_count:
+        row["r1"] = totals[4] / r1_count
+    return row
 
 
 def _epoch_outputs(run: Run, progress: checkpoints.Progress, sample_dir: Path, out: Path, writer: Any) -> None:

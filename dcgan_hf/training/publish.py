@@ -44,11 +44,32 @@ def card_command(config: TrainConfig) -> str:
         "data": short_path(config.data) if config.data else "",
         "eval_real": short_path(config.eval_real),
         "output_dir": short_path(config.output_dir),
+        "init_from": short_path(config.init_from) if os.path.isdir(config.init_from) else config.init_from,
         "data_cache": "",
         "resume": "",  # how a run was continued is not part of its recipe (resuming is exact)
         "progress": TrainConfig.progress,
     })
     return shown.command_line()
+
+
+def recipe_summary(config: TrainConfig) -> str:
+    """Every recipe knob in one line: what a reader needs to reproduce the run's arithmetic."""
+    parts = [f"recipe {config.recipe}" if config.recipe != "default" else "",
+             f"Adam lr G {config.lr_g:g} / D {config.lr_d:g}, betas ({config.beta1:g}, {config.beta2:g})",
+             f"batch {config.batch_size}",
+             "hinge loss" if config.loss == "hinge" else "BCE on logits (non-saturating G loss)"]
+    if config.label_smoothing:
+        parts.append(f"label smoothing {config.label_smoothing:g}")
+    if config.augment:
+        parts.append(f"DiffAugment {config.augment} (real and fake)")
+    if config.r1_gamma:
+        parts.append(f"R1 γ={config.r1_gamma:g} every {config.r1_every} steps")
+    if config.ema_decay:
+        parts.append(f"EMA {config.ema_decay:g}" + (f" from step {config.ema_start}" if config.ema_start else "")
+                     + " (published weights)")
+    else:
+        parts.append("no EMA")
+    return ", ".join(part for part in parts if part)
 
 
 def training_table(
@@ -60,17 +81,15 @@ def training_table(
         "data": f"{short_path(config.data) or 'synthetic'} ({image_count:,} images, "
                 f"resize short side → 64, centre crop{', random h-flip' if config.hflip else ''})",
         "progress": f"{epochs_done} epochs, {steps:,} steps, {images_seen:,} images seen",
-        "recipe": (
-            f"Adam lr G {config.lr_g:g} / D {config.lr_d:g}, betas ({config.beta1:g}, {config.beta2:g}), "
-            f"batch {config.batch_size}, BCE on logits"
-            + (f", label smoothing {config.label_smoothing:g}" if config.label_smoothing else "")
-            + (f", EMA {config.ema_decay:g} (published weights)" if config.ema_decay else ", no EMA")
-        ),
+        "recipe": recipe_summary(config),
         "architecture": f"nz {config.nz}, ngf {config.ngf}, ndf {config.ndf}",
         "hardware": hardware,
         "precision": precision,
         "seed": config.seed,
     }
+    if config.init_from:
+        table["initialised from"] = (short_path(config.init_from) if os.path.isdir(config.init_from)
+                                     else config.init_from) + " (generator and discriminator; fresh optimizers)"
     if seconds > 0:  # unknown for runs checkpointed before wall time was recorded
         table["wall time"] = f"{seconds / 60:.1f} min"
     return table

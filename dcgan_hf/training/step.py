@@ -1,9 +1,14 @@
 """One DCGAN training step (D then G), eager or captured as a single CUDA graph.
 
-The math is pytorch/examples' step: D sees a real batch and a fake batch in two separate
-forward passes (separate BN statistics), then G is trained through the updated D with the
-non-saturating loss. The same ``_eager_step`` code is what a CUDA graph records, so the
-CPU path tests the arithmetic the GPU graph replays.
+The skeleton is pytorch/examples' step: D sees a real batch and a fake batch in two
+separate forward passes (separate BN statistics), then G is trained through the updated D.
+The recipe knobs sit inside it: the loss (BCE on logits with the non-saturating G loss, or
+hinge), DiffAugment on everything D sees, and a lazy R1 penalty on real images every
+``r1_every`` steps (added to D's loss, scaled by ``r1_every`` as in StyleGAN2).
+
+The same ``_eager_step`` code is what a CUDA graph records, so the CPU path tests the
+arithmetic the GPU graph replays. A step with R1 does more work than one without, so on
+CUDA each kind gets its own graph.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .augment import diff_augment, parse_policy
 from .ema import EMA
 
 log = logging.getLogger(__name__)
@@ -27,10 +33,27 @@ class StepOptions:
     batch_size: int
     nz: int
     label_smoothing: float = 0.0
+    loss: str = "bce"  # "bce" (non-saturating) or "hinge"
+    augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"
+    r1_gamma: float = 0.0  # R1 weight on real images (0: off)
+    r1_every: int = 16  # lazy regularisation interval, in steps
     autocast_dtype: torch.dtype | None = None  # torch.bfloat16 on CUDA, None = fp32
     channels_last: bool = False
     cuda_graph: bool = False
     graph_warmup: int = 3  # eager steps (on a side stream) before capture, as the CUDA docs ask
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("bce", "hinge"):
+            raise ValueError(f"loss must be 'bce' or 'hinge', got {self.loss!r}")
+        if self.loss == "hinge" and self.label_smoothing:
+            raise ValueError("label smoothing applies to the BCE loss only")
+        parse_policy(self.augment)
+        if self.r1_every < 1:
+            raise ValueError(f"r1_every must be ≥ 1, got {self.r1_every}")
+
+    def regularizes(self, step: int) -> bool:
+        """Whether the step with this 0-based index adds the lazy R1 penalty."""
+        return self.r1_gamma > 0 and step % self.r1_every == 0
 
 
 def make_optimizers(
@@ -76,12 +99,14 @@ class GanStep:
         self.real_target = torch.full(shape, 1.0 - smoothing, device=self.device)
         self.fake_target = torch.full(shape, smoothing, device=self.device)
         self.gen_target = torch.ones(shape, device=self.device)
+        self.policy = parse_policy(options.augment)
         self.g_params = [p for p in self.generator.parameters()]
         self.d_params = [p for p in self.discriminator.parameters()]
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._static_real: torch.Tensor | None = None
-        self._static_stats: torch.Tensor | None = None
-        self._calls = 0
+        # one graph per kind of step (with / without R1), each with its own static buffers
+        self._graphs: dict[bool, torch.cuda.CUDAGraph] = {}
+        self._static_real: dict[bool, torch.Tensor] = {}
+        self._static_stats: dict[bool, torch.Tensor] = {}
+        self._calls: dict[bool, int] = {False: 0, True: 0}
         self._use_graph = options.cuda_graph and self.device.type == "cuda"
 
     # -- the arithmetic -------------------------------------------------------------------
@@ -90,28 +115,53 @@ class GanStep:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.options.autocast_dtype)
 
-    def _eager_step(self, real: torch.Tensor) -> torch.Tensor:
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        return diff_augment(images, self.policy, self.noise, channels_last=self.options.channels_last)
+
+    def _d_loss(self, logits: torch.Tensor, real: bool) -> torch.Tensor:
+        logits = logits.float()
+        if self.options.loss == "hinge":
+            return F.relu(1.0 - logits).mean() if real else F.relu(1.0 + logits).mean()
+        return F.binary_cross_entropy_with_logits(logits, self.real_target if real else self.fake_target)
+
+    def _g_loss(self, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self.options.loss == "hinge":
+            return -logits.mean()
+        return F.binary_cross_entropy_with_logits(logits, self.gen_target)
+
+    def _eager_step(self, real: torch.Tensor, regularize: bool = False) -> torch.Tensor:
         opts = self.options
         z = torch.randn(opts.batch_size, opts.nz, 1, 1, device=self.device, generator=self.noise)
-        # D: maximise log D(x) + log(1 - D(G(z))), real and fake in separate passes (BN).
+        # D: real and fake in separate passes (BN), both augmented the same way when augmenting.
         self.opt_d.zero_grad(set_to_none=True)
+        real_seen = self._augment(real)
+        if regularize:
+            real_seen = real_seen.detach().requires_grad_(True)
         with self._autocast():
-            logits_real = self.discriminator(real)
-        loss_real = F.binary_cross_entropy_with_logits(logits_real.float(), self.real_target)
-        loss_real.backward(inputs=self.d_params)
+            logits_real = self.discriminator(real_seen)
+        loss_real = self._d_loss(logits_real, real=True)
+        penalty = torch.zeros((), device=self.device)
+        if regularize:
+            # R1: ‖∇ₓ D(x)‖² on the images D saw, lazily: every r1_every steps, weighted up to match.
+            (grad,) = torch.autograd.grad(logits_real.float().sum(), real_seen, create_graph=True)
+            penalty = grad.float().square().sum(dim=(1, 2, 3)).mean()
+            (loss_real + penalty * (opts.r1_gamma / 2 * opts.r1_every)).backward(inputs=self.d_params)
+        else:
+            loss_real.backward(inputs=self.d_params)
         with self._autocast():
             fake = self.generator(z)
             if opts.channels_last:
                 fake = fake.contiguous(memory_format=torch.channels_last)
-            logits_fake = self.discriminator(fake.detach())
-        loss_fake = F.binary_cross_entropy_with_logits(logits_fake.float(), self.fake_target)
+            logits_fake = self.discriminator(self._augment(fake.detach()))
+        loss_fake = self._d_loss(logits_fake, real=False)
         loss_fake.backward(inputs=self.d_params)
         self.opt_d.step()
-        # G: maximise log D(G(z)) through the updated D (non-saturating loss).
+        # G: through the updated D (fresh augmentation draws).
         self.opt_g.zero_grad(set_to_none=True)
         with self._autocast():
-            logits_gen = self.discriminator_for_g(fake)
-        loss_g = F.binary_cross_entropy_with_logits(logits_gen.float(), self.gen_target)
+            logits_gen = self.discriminator_for_g(self._augment(fake))
+        loss_g = self._g_loss(logits_gen)
         loss_g.backward(inputs=self.g_params)
         self.opt_g.step()
         if self.ema is not None:
@@ -122,20 +172,24 @@ class GanStep:
                 loss_g.detach(),
                 torch.sigmoid(logits_real.detach().float()).mean(),
                 torch.sigmoid(logits_fake.detach().float()).mean(),
+                penalty.detach(),
             ])
 
     # -- running it -----------------------------------------------------------------------
-    def __call__(self, real: torch.Tensor) -> torch.Tensor:
-        self._calls += 1
+    def __call__(self, real: torch.Tensor, step: int) -> torch.Tensor:
+        """Train on ``real``; ``step`` is the run's 0-based step count (it decides lazy R1)."""
+        regularize = self.options.regularizes(step)
+        self._calls[regularize] += 1
         if not self._use_graph:
-            return self._eager_step(real)
-        if self._graph is not None:
-            self._static_real.copy_(real)
-            self._graph.replay()
-            return self._static_stats.clone()
-        if self._calls <= self.options.graph_warmup:
-            return self._on_side_stream(lambda: self._eager_step(real))
-        return self._capture(real)
+            return self._eager_step(real, regularize)
+        graph = self._graphs.get(regularize)
+        if graph is not None:
+            self._static_real[regularize].copy_(real)
+            graph.replay()
+            return self._static_stats[regularize].clone()
+        if self._calls[regularize] <= self.options.graph_warmup:
+            return self._on_side_stream(lambda: self._eager_step(real, regularize))
+        return self._capture(real, regularize)
 
     def _on_side_stream(self, work: Callable[[], torch.Tensor]) -> torch.Tensor:
         """Warm-up iterations run on a side stream, as graph capture requires."""
@@ -146,26 +200,27 @@ class GanStep:
         torch.cuda.current_stream().wait_stream(side)
         return out
 
-    def _capture(self, real: torch.Tensor) -> torch.Tensor:
-        """Record one whole step (noise, D, G, both Adams, EMA, BN stats) and replay it."""
+    def _capture(self, real: torch.Tensor, regularize: bool) -> torch.Tensor:
+        """Record one whole step (noise, augmentation, D, G, both Adams, EMA, BN stats) and replay it."""
         try:
-            self._static_real = real.clone()
+            static_real = real.clone()
             graph = torch.cuda.CUDAGraph()
             graph.register_generator_state(self.noise)
             torch.cuda.synchronize()
             with torch.cuda.graph(graph):
-                self._static_stats = self._eager_step(self._static_real)
-            self._graph = graph
+                stats = self._eager_step(static_real, regularize)
+            self._graphs[regularize] = graph
+            self._static_real[regularize], self._static_stats[regularize] = static_real, stats
         except RuntimeError as error:  # fall back rather than stop a training run
             log.warning("CUDA graph capture failed (%s); continuing with eager steps", error)
             self._use_graph = False
-            self._graph = None
+            self._graphs.clear()
             torch.cuda.synchronize()
-            return self._eager_step(real)
-        log.info("captured the training step as a CUDA graph")
+            return self._eager_step(real, regularize)
+        log.info("captured the training step%s as a CUDA graph", " with R1" if regularize else "")
         graph.replay()
-        return self._static_stats.clone()
+        return stats.clone()
 
     @property
     def graphed(self) -> bool:
-        return self._graph is not None
+        return bool(self._graphs)
