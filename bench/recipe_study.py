@@ -7,7 +7,8 @@
 Why budgets are counted in images: this machine has 2 cores and the long training run
 holds one, so wall-clock seconds here depend on whatever else runs. Instead each variant's
 speed relative to the baseline is measured (``probe``: interleaved rounds, one thread,
-the ratio of the two rates in the same round), and a budget of B minutes becomes
+images per CPU-second of the training thread, the ratio of the two rates in the same
+round), and a budget of B minutes becomes
 ``B × 60 × reference_rate × ratio`` images, where ``reference_rate`` is the baseline's
 rate with a core to itself. Every variant therefore gets what B minutes on one idle core
 buy it, whatever the load while it actually trains.
@@ -67,17 +68,30 @@ def all_flags(name: str) -> list[str]:
 
 
 # -- probe: relative speed -------------------------------------------------------------------
-def probe_rate(name: str, steps: int = 40) -> float:
-    """img/s of train() for this variant on synthetic images, one thread, loop overhead included."""
-    from dcgan_hf.training import TrainConfig, train
+def probe_rate(name: str, steps: int = 30, warmup: int = 5) -> float:
+    """Images per CPU-second of this variant's training step, built exactly as train.py builds it.
+
+    CPU time of the (single) training thread, not wall time: on a shared 2-core machine
+    the wall clock measures the neighbours, while the thread's own CPU time measures the
+    step. Batches come from the run's own data pipeline (synthetic images).
+    """
+    from dcgan_hf.training import TrainConfig
+    from dcgan_hf.training.distributed import setup
+    from dcgan_hf.training.loop import _build
 
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig.from_args(all_flags(name) + [
-            "--synthetic", "640", "--output-dir", out, "--max-steps", str(steps), "--log-every", "10",
-            "--threads", "1", "--no-progress", "--checkpoint-every", "0", "--epochs", "100"])
-        result = train(config)
-    rows = result.progress.history[1:]  # the first interval includes warm-up
-    return statistics.median(row["img_per_s"] for row in rows)
+            "--synthetic", str(64 * (steps + warmup)), "--output-dir", out, "--threads", "1", "--no-progress"])
+        layout, device = setup("cpu")
+        run = _build(config, layout, device)
+        batches = run.batches.batches(0)
+        for index in range(warmup):
+            run.step(next(batches), index)
+        started = time.thread_time()
+        for index in range(warmup, warmup + steps):
+            run.step(next(batches), index)
+        seconds = time.thread_time() - started
+    return steps * run.batches.batch_size / seconds
 
 
 def probe(study: Path, names: list[str], rounds: int) -> dict[str, Any]:
@@ -93,7 +107,8 @@ def probe(study: Path, names: list[str], rounds: int) -> dict[str, Any]:
             rate = base if name == BASELINE else probe_rate(name)
             rates[name].append(rate)
             ratios[name].append(rate / base)
-            print(f"probe round {round_index + 1}: {name:10s} {rate:6.1f} img/s  ratio {rate / base:.3f}", flush=True)
+            print(f"probe round {round_index + 1}: {name:10s} {rate:6.1f} img/CPU-s  ratio {rate / base:.3f}",
+                  flush=True)
     result = {"ratio": {n: statistics.median(v) for n, v in ratios.items()},
               "rates": rates, "rounds": rounds, "threads": 1,
               "when": time.strftime("%Y-%m-%d %H:%M"), "load": os.getloadavg()}
