@@ -122,7 +122,7 @@ def end_to_end(nz: int, ngf: int, ndf: int, batch: int, device: torch.device, im
         result = train(config)
         wall = time.perf_counter() - start
     rows = result.progress.history  # one row per epoch (log_every is huge): the loop's own img/s
-    return {"loop_img_per_s": max(row["img_per_s"] for row in rows[1:] or rows),
+    return {"loop_img_per_s": max((row["img_per_s"] for row in rows[1:] or rows), default=0.0),  # 0: stopped early
             "wall_s_per_epoch": wall / epochs, "graphed": "CUDA graph" in str(result)}
 
 
