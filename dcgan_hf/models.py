@@ -253,11 +253,12 @@ class Generator(_HubModel, PyTorchModelHubMixin, **HUB_METADATA):
             raise ValueError(f"expected latents of shape (N, {self.nz}) or (N, {self.nz}, 1, 1), got {tuple(z.shape)}")
         return self.main(z)
 
-    def sample(self, seeds: Sequence[int] | str, *, truncation: float = 1.0, device: str | torch.device | None = None):
-        """uint8 images (N, nc, 64, 64) for these seeds; see :func:`dcgan_hf.sampling.sample`."""
+    def sample(self, seeds: Sequence[int] | str, *, truncation: float = 1.0, device: str | torch.device | None = None,
+               output: str = "pt"):
+        """Images for these seeds: uint8 (N, nc, 64, 64), or ``output="pil"``/``"np"``; see :func:`dcgan_hf.sampling.sample`."""
         from .sampling import sample
 
-        return sample(self, seeds, truncation=truncation, device=device)
+        return sample(self, seeds, truncation=truncation, device=device, output=output)
 
     def interpolate(self, seeds: Sequence[int] | str, frames: int, **options: Any):
         """uint8 frames along a latent path through ``seeds``; see :func:`dcgan_hf.sampling.interpolate`."""
