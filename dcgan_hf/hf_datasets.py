@@ -131,12 +131,9 @@ def _subfolders(folder: Path) -> Iterator[Path]:
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
-    """The HTTP client's connection/timeout errors (httpx2 under huggingface_hub 2.x, httpx before)."""
-    errors: list[type[BaseException]] = [OSError]
-    for name in ("httpx2", "httpx"):
-        with contextlib.suppress(ImportError):
-            errors.append(__import__(name).TransportError)
-    return tuple(errors)
+    from .hub import transport_errors
+
+    return transport_errors()
 
 
 def resolve_revision(spec: DatasetSpec) -> str:
