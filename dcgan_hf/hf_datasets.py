@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from .data import CACHE_FORMAT, ImageCache, decode, default_cache_dir
@@ -47,6 +47,7 @@ METADATA_FILES = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
 SAVE_TO_DISK_MARKERS = (("dataset_dict.json",), ("state.json", "dataset_info.json"))
 COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 CHUNK = 256  # rows per decode task: small enough to keep every core busy, large enough to amortise IPC
+MAX_FILE_BYTES = 64 * 2**20  # an imagefolder row's file larger than this is skipped, never read
 INSTALL_HINT = "pip install 'dcgan_hf[datasets]'"
 
 
@@ -290,15 +291,20 @@ def _decode_records(task: tuple[Sequence[bytes | str | None], int]) -> list[np.n
         try:
             if payload is None:
                 raise ValueError("the row holds no image bytes")
-            data = Path(payload).read_bytes() if isinstance(payload, str) else payload
-            results.append(decode(data, resolution))
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+            if isinstance(payload, str):
+                size = os.path.getsize(payload)
+                if size > MAX_FILE_BYTES:
+                    raise ValueError(f"{payload} is {size:,} bytes, more than {MAX_FILE_BYTES:,}")
+                payload = Path(payload).read_bytes()
+            results.append(decode(payload, resolution))
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
             results.append(f"{type(error).__name__}: {error}")
     return results
 
 
 def _payload(record: dict[str, Any] | None, local: bool) -> bytes | str | None:
-    """A row's bytes; a path only for local datasets (imagefolder rows point at their files)."""
+    """A row's bytes; a path only for local datasets (imagefolder rows point at their files), and only
+    to a regular file (never a device or fifo a hostile dataset might name)."""
     if not record:
         return None
     if record.get("bytes") is not None:

@@ -138,6 +138,30 @@ def test_undecodable_rows_are_skipped_and_counted(tmp_path):
     assert np.array_equal(np.asarray(cache.images), reference([images[0], images[2], images[3]], tmp_path))
 
 
+def test_rows_pointing_at_devices_or_huge_files_are_skipped_unread(tmp_path):
+    """A parquet file written without `datasets` may hold paths instead of bytes: only regular,
+    bounded files are read (reading /dev/zero would never end)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dcgan_hf.hf_datasets import MAX_FILE_BYTES
+
+    good = pngs(1, seed=9)[0]
+    (tmp_path / "one.png").write_bytes(good)
+    with open(tmp_path / "huge.png", "wb") as handle:
+        handle.truncate(MAX_FILE_BYTES + 1)  # sparse: costs no disk
+    records = [{"bytes": None, "path": "/dev/zero"}, {"bytes": None, "path": str(tmp_path / "huge.png")},
+               {"bytes": None, "path": str(tmp_path / "one.png")}, {"bytes": good, "path": None}]
+    column = pa.array(records, type=pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    (tmp_path / "raw").mkdir()
+    pq.write_table(pa.table({"picture": column}), tmp_path / "raw" / "train.parquet")
+    cache = load_cache(tmp_path / "raw", cache_dir=tmp_path / "cache", image_column="picture", workers=1,
+                       progress=False)
+    assert len(cache) == 2
+    assert cache.skipped[0] == "row 0 (ValueError: the row holds no image bytes)"
+    assert cache.skipped[1].startswith("row 1 (ValueError: ") and "more than" in cache.skipped[1]
+
+
 # -- the Hub: hf://datasets/OWNER/NAME[@rev] through HF_ENDPOINT (the fake Hub on 127.0.0.1) --
 
 
