@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Train a DCGAN on CelebA (or any folder / zip of images) and publish it to the Hub.
+"""Train a DCGAN on CelebA (or any folder / zip of images, or a Hub dataset) and publish it to the Hub.
 
     python train.py --data /path/to/img_align_celeba --epochs 25 --push-to-hub user/dcgan-celeba
+    python train.py --data hf://datasets/OWNER/NAME --split train   # needs dcgan_hf[datasets]
     torchrun --nproc_per_node=2 train.py --data …        # DDP, one process per device
     python train.py --dry-run                            # smoke test on synthetic images
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from dcgan_hf.hf_datasets import DatasetSourceError
 from dcgan_hf.models import ModelLoadError
 from dcgan_hf.training import TrainConfig, train
 
@@ -22,8 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig.from_args(argv)
     try:
         result = train(config)
-    except ModelLoadError as error:  # --init-from / --resume sources: one line, not a traceback
-        logging.getLogger("train").error("%s", error)
+    except (DatasetSourceError, ModelLoadError) as error:  # unusable --data / --init-from source: one line
+        print(f"error: {error}", file=sys.stderr)
         return 2
     if result.interrupted:
         return 130

@@ -3,8 +3,11 @@
 >>> from dcgan_hf import Generator
 >>> G = Generator.from_pretrained("user/dcgan-celeba")  # or a local folder
 >>> images = G.sample(seeds="0-15")                      # uint8 (16, 3, 64, 64)
+>>> faces = G.sample(seeds="0-15", output="pil")         # 16 PIL images ("np": uint8 HWC arrays)
+>>> make_grid(faces).save("grid.png")                    # one PIL image
 """
 
+from .images import make_grid
 from .latent import SEED_LIMIT, check_seed, latent, latents, parse_seeds
 from .models import Discriminator, Generator, ModelLoadError
 from .sampling import interpolate, interpolation_gif, render, sample
@@ -21,6 +24,7 @@ __all__ = [
     "interpolation_gif",
     "latent",
     "latents",
+    "make_grid",
     "parse_seeds",
     "render",
     "sample",

@@ -1,8 +1,9 @@
-"""``python -m dcgan_hf generate | convert | evaluate``: the library from the shell.
+"""``python -m dcgan_hf generate | convert | evaluate | export``: the library from the shell.
 
     python -m dcgan_hf generate --seeds 0-15 --out grid.png                # the bundled model
     python -m dcgan_hf generate --model user/dcgan-celeba@epoch-5 --seeds 7 --out seven.png
     python -m dcgan_hf generate --interpolate 3,7 --frames 24 --out walk.gif
+    python -m dcgan_hf export user/dcgan-celeba faces.onnx                 # needs dcgan_hf[onnx]
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def generate(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = ("generate", "convert", "evaluate")
+    commands = ("generate", "convert", "evaluate", "export")
     if not argv or argv[0] not in commands:
         print(__doc__.strip(), file=sys.stderr)
         print(f"\ncommands: {', '.join(commands)} (each has --help)", file=sys.stderr)
@@ -82,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .evaluate import main as evaluate_main
 
         return evaluate_main(rest)
+    if command == "export":
+        from .export import main as export_main
+
+        return export_main(rest)
     parser = _generate_parser(argparse.ArgumentParser(prog="python -m dcgan_hf generate",
                                                       description=generate.__doc__))
     args = parser.parse_args(rest)

@@ -1,16 +1,29 @@
 """The model card (README.md) that ``save_pretrained`` writes beside the weights.
 
-One template for every publisher (``save_pretrained``, ``train.py``'s Hub pushes and the
-bundled model), so a card always carries the same metadata and the same sections.
+One template for every publisher (``save_pretrained``, ``push_to_hub``, ``train.py``'s Hub
+pushes, ``convert`` and the bundled model), so a card always carries the same metadata and the
+same sections. FID/KID rows also go into the metadata as ``model-index`` eval results (what the
+Hub shows in its evaluation widget); the usage snippet names the repo the card was pushed to, or
+the folder it was saved in.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any, Mapping, Sequence
 
-from huggingface_hub import ModelCard
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 TAGS = ("dcgan", "gan", "unconditional-image-generation", "pytorch")
+TASK = "unconditional-image-generation"
+# The project's home (the demo Space, whose README.md is the library's documentation).
+REPO_URL = "https://huggingface.co/spaces/dcgan-hf/dcgan-faces/tree/main"
+DOCS_URL = "https://huggingface.co/spaces/dcgan-hf/dcgan-faces/blob/main/README.md"
+LOCAL_PLACEHOLDER = "path/to/this/folder"
+FEATURES = "InceptionV3 pool3"
+METRIC_NAMES = {"fid": "FID", "kid": "KID ×1000"}
 
 TEMPLATE = """---
 {{ card_data }}
@@ -26,20 +39,22 @@ saved with the `dcgan_hf` library as `config.json` + `model.safetensors`.
 ![{{ animation_caption | default("Animation", true) }}]({{ animation }})
 {% endif %}
 ## Use it
-{% if model_kind == "generator" %}
+{% set source = repo_id or local_path %}{% if model_kind == "generator" %}
 ```python
-from dcgan_hf import Generator
+from dcgan_hf import Generator, make_grid
 
-G = Generator.from_pretrained("{{ repo_id | default('user/dcgan-celeba', true) }}")
-images = G.sample(seeds=range(16))  # uint8 tensor (16, {{ config.nc }}, 64, 64), the same on every machine
+G = Generator.from_pretrained("{{ source }}"){% if not repo_id %}  # this folder's path (or its Hub repo id once uploaded){% endif %}
+images = G.sample(seeds=range(16))                # uint8 tensor (16, {{ config.nc }}, 64, 64), the same on every machine
+faces = G.sample(seeds=range(16), output="pil")   # or a list of PIL images ("np": uint8 HWC arrays)
+make_grid(faces).save("grid.png")
 ```
 
-or `python -m dcgan_hf generate --model {{ repo_id | default('user/dcgan-celeba', true) }} --seeds 0-15 --out grid.png`.
+or `python -m dcgan_hf generate --model {{ source }} --seeds 0-15 --out grid.png`.
 {% else %}
 ```python
 from dcgan_hf import Discriminator
 
-D = Discriminator.from_pretrained("{{ repo_id | default('user/dcgan-celeba', true) }}", subfolder="discriminator")
+D = Discriminator.from_pretrained("{{ source }}"{% if repo_id %}, subfolder="discriminator"{% endif %}){% if not repo_id %}  # this folder's path{% endif %}
 logits = D(images)  # images: float (N, {{ config.nc }}, 64, 64) in [-1, 1]; sigmoid(logits) = P(real)
 ```
 {% endif %}
@@ -65,9 +80,40 @@ logits = D(images)  # images: float (N, {{ config.nc }}, 64, 64) in [-1, 1]; sig
 {% endif %}{% if notes %}
 {{ notes }}
 {% endif %}
+## Limitations
+
+- **64×64 pixels.** The architecture makes 64×64 images only; upscaling them adds no detail.
+- **The data's biases.** CelebA, the data this project is built around, holds about 200,000
+  aligned photos of about 10,000 celebrities: mostly young, light-skinned, smiling, made-up and
+  well lit, with few children, old people or darker skin tones. A generator reproduces (and can
+  amplify) that skew; its faces are not a sample of people in general.
+- **Licence of the data.** CelebA is released for non-commercial research only and may not be
+  redistributed; whether a model trained on it may be used commercially is the user's question
+  to settle, not settled by the MIT licence of this code.
+- **What FID at n samples means.** FID compares Inception-v3 feature statistics of n generated
+  and m real images: lower is better, it is biased upwards for small n, and it depends on the
+  reference images and the feature extractor. Numbers are comparable only at the same n, the
+  same real set and the same protocol (given beside each value); KID is unbiased in n and
+  reported with its standard deviation over subsets.
+- A GAN can drop modes (miss kinds of faces) and make artefacts; generated faces depict no real
+  person, but should not be used to impersonate anyone or in biometric systems.
+
 ## Data and licence
 
 {{ data_notice | default("Trained on CelebA, which its authors release for non-commercial research only. No training images are included in this repository; generated images depict no real person.", true) }}
+
+## Citation
+
+```bibtex
+@article{radford2015dcgan,
+  title   = {Unsupervised Representation Learning with Deep Convolutional Generative Adversarial Networks},
+  author  = {Radford, Alec and Metz, Luke and Chintala, Soumith},
+  journal = {arXiv preprint arXiv:1511.06434},
+  year    = {2015}
+}
+```
+
+Code: {{ repo_url }} · Docs: {{ docs_url }}
 """
 
 
@@ -76,6 +122,7 @@ def render(
     *,
     title: str | None = None,
     repo_id: str | None = None,
+    local_path: str | None = None,
     sample_grid: str | None = None,
     animation: str | None = None,
     animation_caption: str | None = None,
@@ -83,26 +130,131 @@ def render(
     training: Mapping[str, Any] | None = None,
     notes: str | None = None,
     data_notice: str | None = None,
+    datasets: Sequence[str] | str | None = None,
+    base_model: str | None = None,
 ) -> ModelCard:
     """Fill the template for ``model`` (a Generator or Discriminator).
 
-    ``sample_grid``/``animation`` are paths inside the repo (a GIF for the latter); ``metrics`` rows are
-    ``{"name", "value", "protocol"}``; ``training`` is shown as a two-column table.
+    ``repo_id`` is the Hub repo the card is pushed to (the usage snippet loads from it); without
+    one the snippet loads from ``local_path``, the folder. ``sample_grid``/``animation`` are paths
+    inside the repo (a GIF for the latter); ``metrics`` rows are ``{"name", "value", "protocol"}``
+    (see :func:`fid_kid_rows` for the keys that make them ``model-index`` eval results);
+    ``training`` is shown as a two-column table; ``datasets`` (Hub dataset ids trained on) and
+    ``base_model`` (the model a run was initialised from, a repo id) go into the metadata.
     """
     info = type(model)._hub_mixin_info
+    rows = [dict(row) for row in metrics]
+    name = repo_id or title or f"dcgan-64-{type(model).__name__.lower()}"
     return ModelCard.from_template(
-        card_data=info.model_card_data,
+        card_data=card_data(info.model_card_data, model_name=name, rows=rows, datasets=datasets,
+                            base_model=base_model),
         template_str=info.model_card_template,
         title=title,
         model_kind="generator" if type(model).__name__ == "Generator" else "discriminator",
         paper_url=info.paper_url,
+        repo_url=info.repo_url or REPO_URL,
+        docs_url=info.docs_url or DOCS_URL,
         repo_id=repo_id,
+        local_path=local_path or LOCAL_PLACEHOLDER,
         config=dict(model.config),
         sample_grid=sample_grid,
         animation=animation,
         animation_caption=animation_caption,
-        metrics=[dict(row) for row in metrics],
+        metrics=rows,
         training=dict(training or {}),
         notes=notes,
         data_notice=data_notice,
     )
+
+
+def card_data(
+    base: ModelCardData,
+    *,
+    model_name: str,
+    rows: Sequence[Mapping[str, Any]] = (),
+    datasets: Sequence[str] | str | None = None,
+    base_model: str | None = None,
+) -> ModelCardData:
+    """The class's metadata plus this card's: datasets, base model and model-index eval results."""
+    data = base.to_dict()
+    if datasets:
+        data["datasets"] = [datasets] if isinstance(datasets, str) else list(datasets)
+    if base_model_id(base_model):
+        data["base_model"] = base_model_id(base_model)
+        data["base_model_relation"] = "finetune"
+    results = [result for row in rows if (result := eval_result(row)) is not None]
+    if results:
+        data["model_name"] = model_name
+        data["eval_results"] = results
+    return ModelCardData(**data)
+
+
+def base_model_id(spec: str | None) -> str | None:
+    """The Hub model id in a ``user/repo[@rev]`` spec; None for a local folder or anything else.
+
+    The Hub refuses a card whose ``base_model`` is not a model id, so folders stay out.
+    """
+    if not spec or os.path.isdir(spec):
+        return None
+    repo_id = spec.rpartition("@")[0] if "@" in spec else spec
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return None
+    return repo_id if repo_id.count("/") == 1 else None
+
+
+def eval_result(row: Mapping[str, Any]) -> EvalResult | None:
+    """A metrics row as a model-index entry, when it is FID or KID with a numeric value.
+
+    Rows from :func:`fid_kid_rows` carry ``type``, ``score``, ``dataset`` and ``args``; hand-written
+    rows (``{"name": "FID", "value": "12.3"}``) are read from their name and the value's number.
+    """
+    kind = str(row.get("type") or str(row.get("name", "")).split(" ")[0]).lower()
+    if kind not in METRIC_NAMES:
+        return None
+    score = row.get("score")
+    if score is None:
+        number = re.match(r"\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)", str(row.get("value", "")))
+        if number is None:
+            return None
+        score = float(number.group(1))
+    dataset = str(row.get("dataset") or "not recorded")
+    return EvalResult(
+        task_type=TASK,
+        task_name="Unconditional Image Generation",
+        dataset_type=row.get("dataset_type") or _slug(dataset),
+        dataset_name=dataset,
+        dataset_split=row.get("dataset_split"),
+        dataset_revision=row.get("dataset_revision"),
+        metric_type=kind,
+        metric_name=str(row.get("name") or METRIC_NAMES[kind]),
+        metric_value=round(float(score), 4),
+        metric_config=str(row["protocol"]) if row.get("protocol") else None,
+        metric_args=dict(row["args"]) if row.get("args") else None,
+    )
+
+
+def fid_kid_rows(
+    *, fid: float, kid_mean: float, kid_std: float, num_generated: int, num_real: int, dataset: str | None = None,
+    epoch: int | None = None, dataset_type: str | None = None,
+) -> list[dict[str, Any]]:
+    """FID and KID as card rows: the table's text and what the model-index needs.
+
+    ``dataset`` names the real images (a Hub dataset id, or a short local path); ``dataset_type``
+    is its Hub id when there is one (default: a slug of ``dataset``).
+    """
+    protocol = f"{num_generated} generated vs {num_real} real images, {FEATURES}" + (
+        f", epoch {epoch}" if epoch is not None else "")
+    common = {"protocol": protocol, "dataset": dataset, "dataset_type": dataset_type,
+              "args": {"num_generated": num_generated, "num_real": num_real, "features": FEATURES}}
+    return [
+        {"name": "FID", "value": f"{fid:.2f}", "type": "fid", "score": float(fid), **common},
+        {"name": METRIC_NAMES["kid"], "value": f"{kid_mean * 1000:.2f} ± {kid_std * 1000:.2f}", "type": "kid",
+         "score": float(kid_mean * 1000), **common,
+         "args": {**common["args"], "kid_std_x1000": round(float(kid_std * 1000), 4)}},
+    ]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "images"

@@ -46,8 +46,10 @@ def check_destination(out_dir: str | os.PathLike, *, overwrite: bool, sources: S
                 raise ValueError(f"{out_dir} holds the checkpoint being converted ({source}); choose another OUT_DIR")
 
 
-def _card(checkpoint: LegacyCheckpoint, source: Path | None) -> dict[str, Any]:
+def _card(checkpoint: LegacyCheckpoint, source: Path | None, repo_id: str | None, local_path: str) -> dict[str, Any]:
     return dict(
+        repo_id=repo_id,
+        local_path=local_path,
         training={
             "converted from": f"`{source.name if source else '?'}` ({checkpoint.format} checkpoint)",
             "epoch": checkpoint.epoch if checkpoint.epoch is not None else "not recorded",
@@ -60,9 +62,13 @@ def _card(checkpoint: LegacyCheckpoint, source: Path | None) -> dict[str, Any]:
 
 
 def write_hub_folders(
-    checkpoint: LegacyCheckpoint, out_dir: str | os.PathLike, *, overwrite: bool = False
+    checkpoint: LegacyCheckpoint, out_dir: str | os.PathLike, *, overwrite: bool = False, repo_id: str | None = None
 ) -> list[Path]:
-    """Save the checkpoint's networks as Hub folders; returns the folders written."""
+    """Save the checkpoint's networks as Hub folders; returns the folders written.
+
+    ``repo_id``: the Hub repo the folder will be pushed to, named in the cards' usage snippets
+    (without it they load from the folder).
+    """
     out_dir = Path(out_dir)
     sources = [path for path in (checkpoint.generator_file, checkpoint.discriminator_file) if path is not None]
     check_destination(out_dir, overwrite=overwrite, sources=sources)
@@ -74,12 +80,14 @@ def write_hub_folders(
     try:
         if checkpoint.generator is not None:
             checkpoint.generator.save_pretrained(
-                staging, model_card_kwargs=_card(checkpoint, checkpoint.generator_file)
+                staging, model_card_kwargs=_card(checkpoint, checkpoint.generator_file, repo_id, out_dir.name)
             )
             written.append(out_dir)
         if checkpoint.discriminator is not None:
             checkpoint.discriminator.save_pretrained(
-                staging / DISCRIMINATOR_FOLDER, model_card_kwargs=_card(checkpoint, checkpoint.discriminator_file)
+                staging / DISCRIMINATOR_FOLDER,
+                model_card_kwargs=_card(checkpoint, checkpoint.discriminator_file, repo_id,
+                                        f"{out_dir.name}/{DISCRIMINATOR_FOLDER}"),
             )
             written.append(out_dir / DISCRIMINATOR_FOLDER)
         _move_into_place(staging, target)
@@ -134,22 +142,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("src", type=Path, metavar="SRC", help="the legacy checkpoint file (.pt/.pth/.bin)")
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the model folder to create")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
+    parser.add_argument("--push-to-hub", metavar="REPO", default=None,
+                        help="also upload OUT_DIR to this Hub model repo (created if missing); its card names REPO")
+    parser.add_argument("--private", action="store_true", help="create the --push-to-hub repo as private")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .hub import ensure_repo, publish_folder, transport_errors
+
     try:
         check_destination(args.out_dir, overwrite=args.overwrite, sources=[args.src])
         checkpoint = read_legacy(args.src)
         print(describe(checkpoint))
-        written = write_hub_folders(checkpoint, args.out_dir, overwrite=args.overwrite)
-    except (ValueError, OSError) as error:  # ModelLoadError is a ValueError
+        repo_id = ensure_repo(args.push_to_hub, private=args.private or None) if args.push_to_hub else None
+        written = write_hub_folders(checkpoint, args.out_dir, overwrite=args.overwrite, repo_id=repo_id)
+        for folder in written:
+            loader = "Discriminator" if folder == args.out_dir / DISCRIMINATOR_FOLDER else "Generator"
+            print(f"wrote {folder}/  (load with {loader}.from_pretrained({str(folder)!r}))")
+        if repo_id is not None:
+            from huggingface_hub import HfApi
+
+            commit = publish_folder(HfApi(), repo_id, args.out_dir, message=f"Convert {args.src.name} with dcgan_hf")
+            print(f"pushed {args.out_dir}/ to {repo_id} (commit {commit[:10]})")
+    except (ValueError, OSError, *transport_errors()) as error:  # ModelLoadError is a ValueError, Hub errors OSErrors
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for folder in written:
-        loader = "Discriminator" if folder == args.out_dir / DISCRIMINATOR_FOLDER else "Generator"
-        print(f"wrote {folder}/  (load with {loader}.from_pretrained({str(folder)!r}))")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Training images: folder | zip | CelebA root → a uint8 cache → batches on the device.
+"""Training images: folder | zip | CelebA root | a `datasets` dataset → a uint8 cache → device batches.
 
 JPEG decoding is the slow part of a DCGAN epoch, so images are decoded once, in parallel,
 into an (N, 64, 64, 3) uint8 ``.npy`` file that later runs memory-map. On a GPU the whole
@@ -177,11 +177,21 @@ def load_cache(
     workers: int | None = None,
     split: str = "train",
     progress: bool = True,
+    image_column: str | None = None,
 ) -> ImageCache:
     """Decode ``path`` into the cache (first time), or reuse the cache if the source is unchanged.
 
-    Unreadable or truncated files are skipped, counted and reported, never fatal.
+    Unreadable or truncated files are skipped, counted and reported, never fatal. Hub datasets
+    (``hf://datasets/…``) and local ``datasets`` folders go through :mod:`dcgan_hf.hf_datasets`.
     """
+    from . import hf_datasets
+
+    if hf_datasets.dataset_spec(path) is not None:
+        return hf_datasets.load_cache(path, resolution=resolution, cache_dir=cache_dir, workers=workers, split=split,
+                                      image_column=image_column, progress=progress)
+    if image_column:
+        raise ValueError(f"--image-column applies to datasets sources (hf://datasets/…, parquet, save_to_disk), "
+                         f"not to {path}")
     source = find_images(path, split)
     fingerprint = source.fingerprint(resolution)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()

@@ -111,6 +111,25 @@ def download_folder(
 # -- publishing (train.py --push-to-hub) ----------------------------------------------------
 
 
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """What the Hub client raises when it cannot connect at all (httpx2 under huggingface_hub 2.x)."""
+    errors: list[type[BaseException]] = [OSError]
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(__import__(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def ensure_repo(repo_id: str, *, private: bool | None = None, token: str | None = None) -> str:
+    """Create the model repo if it is missing and return its full id ("name" → "user/name").
+
+    Model cards name the repo they are pushed to, so the id must be known before they are written.
+    """
+    return HfApi(token=token).create_repo(repo_id, private=private, exist_ok=True).repo_id
+
+
 def publish_folder(
     api: HfApi,
     repo_id: str,

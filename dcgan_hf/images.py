@@ -1,18 +1,22 @@
-"""Pixels in and out: [-1, 1] floats ↔ uint8, PIL images, grids, PNG and GIF bytes.
+"""Pixels in and out: [-1, 1] floats ↔ uint8, PIL images, NumPy arrays, grids, PNG and GIF bytes.
 
-Every output path goes through :func:`to_uint8`, so a PNG, a grid and the API tensor of
-the same seed hold the same pixel values.
+Every output path goes through :func:`to_uint8`, so a PNG, a grid, a PIL image, a NumPy array
+and the API tensor of the same seed hold the same pixel values.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from typing import Sequence
+from typing import Any, Literal, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
-from torchvision.utils import make_grid
+from torchvision.utils import make_grid as _torchvision_grid
+
+Output = Literal["pt", "pil", "np"]
+OUTPUTS = ("pt", "pil", "np")
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -40,12 +44,65 @@ def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> tor
     if images.shape[0] == 0:
         raise ValueError("cannot make a grid of zero images")
     nrow = nrow or math.ceil(math.sqrt(images.shape[0]))
-    return make_grid(images, nrow=nrow, padding=padding, pad_value=0)
+    return _torchvision_grid(images, nrow=nrow, padding=padding, pad_value=0)
 
 
 def grid_image(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
     """The grid of :func:`grid` as a PIL image."""
     return to_pil(grid(images, nrow, padding)[None])[0]
+
+
+def check_output(output: str) -> str:
+    """``output`` if it is one of :data:`OUTPUTS` ("pt" tensor, "pil" images, "np" arrays)."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}")
+    return output
+
+
+def as_output(images: torch.Tensor, output: str = "pt") -> torch.Tensor | list[Image.Image] | np.ndarray:
+    """uint8 (N, C, H, W) → the same tensor ("pt"), PIL images ("pil") or a uint8 (N, H, W, C) array ("np")."""
+    check_output(output)
+    if output == "pil":
+        return to_pil(images)
+    if output == "np":
+        _check_uint8(images)
+        return images.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    return images
+
+
+def as_uint8_batch(images: Any) -> torch.Tensor:
+    """Any form :meth:`Generator.sample` returns (tensor, PIL list, HWC array or arrays) → uint8 (N, C, H, W)."""
+    if isinstance(images, torch.Tensor):
+        batch = images if images.dim() == 4 else images[None]
+        _check_uint8(batch)
+        return batch
+    if isinstance(images, Image.Image):
+        images = [images]
+    if isinstance(images, np.ndarray):
+        arrays = images if images.ndim == 4 else images[None]
+    else:
+        items = list(images)
+        if not items:
+            raise ValueError("cannot make a grid of zero images")
+        arrays = [np.asarray(item) for item in items]
+        shapes = {array.shape for array in arrays}
+        if len(shapes) != 1:
+            raise ValueError(f"all images must have the same size and channels, got shapes {sorted(shapes)}")
+        arrays = np.stack(arrays)
+    if arrays.ndim == 3:  # (N, H, W): single-channel
+        arrays = arrays[..., None]
+    if arrays.dtype != np.uint8 or arrays.ndim != 4 or arrays.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"expected uint8 images (N, H, W, C), got {arrays.dtype} {arrays.shape}")
+    return torch.from_numpy(np.ascontiguousarray(arrays)).permute(0, 3, 1, 2)
+
+
+def make_grid(images: Any, nrow: int | None = None, padding: int = 2) -> Image.Image:
+    """One PIL image of a batch, near-square by default: ``make_grid(G.sample("0-15", output="pil"))``.
+
+    Takes whatever :meth:`Generator.sample` returns: a uint8 tensor, a list of PIL images or
+    uint8 HWC arrays.
+    """
+    return grid_image(as_uint8_batch(images), nrow, padding)
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -35,6 +35,8 @@ HUB_METADATA: dict[str, Any] = dict(
     pipeline_tag="unconditional-image-generation",
     tags=list(model_card.TAGS),
     paper_url="https://arxiv.org/abs/1511.06434",
+    repo_url=model_card.REPO_URL,
+    docs_url=model_card.DOCS_URL,
     model_card_template=model_card.TEMPLATE,
 )
 
@@ -187,6 +189,45 @@ class _HubModel(nn.Module):
         """Our card: metadata, sample grid and metrics slots (see ``dcgan_hf.card``)."""
         return model_card.render(self, **kwargs)
 
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        config: dict | None = None,
+        repo_id: str | None = None,
+        push_to_hub: bool = False,
+        model_card_kwargs: dict[str, Any] | None = None,
+        **push_to_hub_kwargs: Any,
+    ) -> str | None:
+        """The mixin's ``save_pretrained``, with a card whose usage snippet loads from where the model is.
+
+        Pushing (``push_to_hub=True``) names the repo (created first, so its full id is known);
+        a local save names the folder.
+        """
+        card = dict(model_card_kwargs or {})
+        name = Path(save_directory).name
+        card.setdefault("local_path", None if name.startswith(".") else name)  # hidden: a staging folder
+        if push_to_hub:
+            repo_id = _created_repo_id(repo_id or name, push_to_hub_kwargs)
+            card["repo_id"] = repo_id
+        super().save_pretrained(save_directory, config=config, model_card_kwargs=card)
+        if not push_to_hub:
+            return None
+        return super().push_to_hub(repo_id, config=config, model_card_kwargs=card, **push_to_hub_kwargs)
+
+    def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> str:
+        """The mixin's ``push_to_hub``; the pushed card's usage snippet names ``repo_id`` (as the Hub resolved it)."""
+        repo_id = _created_repo_id(repo_id, kwargs)
+        card = {**(model_card_kwargs or {}), "repo_id": repo_id}
+        return super().push_to_hub(repo_id, model_card_kwargs=card, **kwargs)
+
+
+def _created_repo_id(repo_id: str, push_kwargs: dict[str, Any]) -> str:
+    """Create the repo if needed (as ``push_to_hub`` would) and return its full id ("name" → "user/name")."""
+    from .hub import ensure_repo
+
+    return ensure_repo(repo_id, private=push_kwargs.get("private"), token=push_kwargs.get("token"))
+
 
 def _looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~")) or source.count("/") > 1
@@ -253,11 +294,12 @@ class Generator(_HubModel, PyTorchModelHubMixin, **HUB_METADATA):
             raise ValueError(f"expected latents of shape (N, {self.nz}) or (N, {self.nz}, 1, 1), got {tuple(z.shape)}")
         return self.main(z)
 
-    def sample(self, seeds: Sequence[int] | str, *, truncation: float = 1.0, device: str | torch.device | None = None):
-        """uint8 images (N, nc, 64, 64) for these seeds; see :func:`dcgan_hf.sampling.sample`."""
+    def sample(self, seeds: Sequence[int] | str, *, truncation: float = 1.0, device: str | torch.device | None = None,
+               output: str = "pt"):
+        """Images for these seeds: uint8 (N, nc, 64, 64), or ``output="pil"``/``"np"``; see :func:`dcgan_hf.sampling.sample`."""
         from .sampling import sample
 
-        return sample(self, seeds, truncation=truncation, device=device)
+        return sample(self, seeds, truncation=truncation, device=device, output=output)
 
     def interpolate(self, seeds: Sequence[int] | str, frames: int, **options: Any):
         """uint8 frames along a latent path through ``seeds``; see :func:`dcgan_hf.sampling.interpolate`."""

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from . import images as imaging
@@ -85,12 +87,18 @@ def sample(
     *,
     truncation: float = 1.0,
     device: str | torch.device | None = None,
-) -> torch.Tensor:
-    """uint8 images (N, nc, 64, 64) for ``seeds`` ("0-15,42" or ints); truncation scales z."""
+    output: imaging.Output = "pt",
+) -> torch.Tensor | list[Image.Image] | np.ndarray:
+    """Images for ``seeds`` ("0-15,42" or ints); truncation scales z.
+
+    ``output="pt"`` (default): a uint8 tensor (N, nc, 64, 64); ``"pil"``: a list of PIL images;
+    ``"np"``: a uint8 array (N, 64, 64, nc). All three hold the same pixel values.
+    """
+    imaging.check_output(output)
     z = sample_latents(seeds, generator.nz, truncation)
     if device is not None:
         generator = generator.to(device)
-    return render(generator, z)
+    return imaging.as_output(render(generator, z), output)
 
 
 def interpolate(
@@ -102,16 +110,18 @@ def interpolate(
     closed: bool = False,
     truncation: float = 1.0,
     device: str | torch.device | None = None,
-) -> torch.Tensor:
+    output: imaging.Output = "pt",
+) -> torch.Tensor | list[Image.Image] | np.ndarray:
     """uint8 frames (frames, nc, 64, 64) along seeds[0] → seeds[1] → … (→ seeds[0] if closed).
 
     The first frame is exactly ``sample(seeds[0])`` and, for an open path, the last is
-    exactly ``sample(seeds[-1])``.
+    exactly ``sample(seeds[-1])``. ``output`` as for :func:`sample`.
     """
+    imaging.check_output(output)
     z = interpolation_latents(seeds, generator.nz, frames, method=method, closed=closed, truncation=truncation)
     if device is not None:
         generator = generator.to(device)
-    return render(generator, z)
+    return imaging.as_output(render(generator, z), output)
 
 
 def interpolation_gif(frames: torch.Tensor, duration_ms: int = 80) -> bytes:

@@ -17,7 +17,11 @@ Behaviour the tests lean on:
 * :meth:`HubServer.down` closes the port for a while, so the client sees a Hub it cannot
   reach (not one that answers errors).
 
-Only model repos with namespaced ids (``user/name``) are served.
+Model and dataset repos with namespaced ids (``user/name``) are served: a dataset repo answers
+the same routes under ``/api/datasets/…`` and ``/datasets/…/resolve/…``, which is all the
+``datasets`` library (5.x) needs for ``load_dataset("user/name")`` of a parquet repo (README
+card, tree listing, paths-info, file downloads, ``dataset_info``). Internally a dataset repo is
+keyed ``datasets/user/name``; the public helpers take ``repo_type="dataset"``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,21 @@ import pytest
 COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
 DEFAULT_NAMESPACE = "user"
+DATASET_PREFIX = "datasets/"
+
+
+def repo_key(repo_id: str, repo_type: str | None = "model") -> str:
+    """How the server files a repo: model ids as they are, dataset ids under ``datasets/``."""
+    if repo_type in (None, "model"):
+        return repo_id
+    if repo_type == "dataset":
+        return DATASET_PREFIX + repo_id
+    raise ValueError(f"this fake Hub serves model and dataset repos, not {repo_type!r}")
+
+
+def public_id(key: str) -> str:
+    """The repo id the client knows (``user/name``) for a server key."""
+    return key[len(DATASET_PREFIX):] if key.startswith(DATASET_PREFIX) else key
 
 
 def git_blob_sha(content: bytes) -> str:
@@ -231,25 +250,26 @@ class HubServer:
         predicate = _as_predicate(match)
         return [request for request in self.requests if predicate(request)]
 
-    def files(self, repo_id: str, revision: str = "main") -> dict[str, bytes]:
+    def files(self, repo_id: str, revision: str = "main", repo_type: str = "model") -> dict[str, bytes]:
         """The files of ``repo_id`` at ``revision`` (a copy)."""
         with self._lock:
-            repo = self._repo(repo_id)
+            repo = self._repo(repo_key(repo_id, repo_type))
             return dict(repo.commits[self._resolve(repo, revision)].files)
 
-    def refs(self, repo_id: str) -> dict[str, dict[str, str]]:
+    def refs(self, repo_id: str, repo_type: str = "model") -> dict[str, dict[str, str]]:
         with self._lock:
-            repo = self._repo(repo_id)
+            repo = self._repo(repo_key(repo_id, repo_type))
             return {"branches": dict(repo.branches), "tags": dict(repo.tags)}
 
     # -- state (also used directly by tests to seed repos) -----------------------------
 
-    def create_repo(self, repo_id: str, private: bool = False) -> Repo:
+    def create_repo(self, repo_id: str, private: bool = False, repo_type: str = "model") -> Repo:
+        key = repo_key(repo_id, repo_type)
         with self._lock:
-            if repo_id in self._repos:
-                raise HubHTTPError(409, "You already created this model repo")
-            repo = Repo(repo_id, private, _now())
-            self._repos[repo_id] = repo
+            if key in self._repos:
+                raise HubHTTPError(409, f"You already created this {repo_type} repo")
+            repo = Repo(key, private, _now())
+            self._repos[key] = repo
             self._add_commit(repo, "main", {".gitattributes": GITATTRIBUTES}, "initial commit", "")
             return repo
 
@@ -260,10 +280,11 @@ class HubServer:
         message: str = "commit",
         branch: str = "main",
         deleted: tuple[str, ...] = (),
+        repo_type: str = "model",
     ) -> str:
         """Commit ``files`` (added/overwritten) and ``deleted`` paths on ``branch``; returns the sha."""
         with self._lock:
-            repo = self._repo(repo_id)
+            repo = self._repo(repo_key(repo_id, repo_type))
             head = repo.branches.get(branch)
             if head is None:
                 raise _not_found(f"Revision Not Found: branch {branch!r} does not exist", "RevisionNotFound")
@@ -288,7 +309,7 @@ class HubServer:
     def _repo(self, repo_id: str, request: RecordedRequest | None = None) -> Repo:
         repo = self._repos.get(repo_id)
         if repo is None:
-            raise _not_found(f"Repository Not Found: {repo_id}", "RepoNotFound")
+            raise _not_found(f"Repository Not Found: {public_id(repo_id)}", "RepoNotFound")
         if repo.private and request is not None and request.token is None:
             raise HubHTTPError(401, "Invalid username or password.", "RepoNotFound")
         return repo
@@ -326,6 +347,8 @@ class HubServer:
                     found = pattern.fullmatch(request.path)
                     if found:
                         params = {key: unquote(value) for key, value in found.groupdict().items() if value is not None}
+                        if params.pop("kind", "models") == "datasets":
+                            params["repo"] = DATASET_PREFIX + params["repo"]
                         with self._lock:
                             return endpoint(self, request, **params)
             raise HubHTTPError(404, f"no route for {request.route}")
@@ -341,22 +364,24 @@ class HubServer:
     def _api_create_repo(self, request: RecordedRequest) -> tuple[int, dict[str, str], bytes]:
         self._require_token(request)
         payload = _json_body(request)
-        if payload.get("type", "model") != "model":
-            raise HubHTTPError(400, "this fake Hub only serves model repos")
+        repo_type = payload.get("type") or "model"
+        if repo_type not in ("model", "dataset"):
+            raise HubHTTPError(400, "this fake Hub only serves model and dataset repos")
         repo_id = f"{payload.get('organization') or DEFAULT_NAMESPACE}/{payload['name']}"
         private = payload.get("visibility", "public") != "public" or bool(payload.get("private"))
-        url = f"{self.url}/{repo_id}"
-        if repo_id in self._repos:
-            return _json_response({"error": "You already created this model repo", "url": url}, status=409)
-        self.create_repo(repo_id, private=private)
+        key = repo_key(repo_id, repo_type)
+        url = f"{self.url}/{key}"
+        if key in self._repos:
+            return _json_response({"error": f"You already created this {repo_type} repo", "url": url}, status=409)
+        self.create_repo(repo_id, private=private, repo_type=repo_type)
         return _json_response({"url": url, "name": repo_id, "id": repo_id})
 
     def _api_delete_repo(self, request: RecordedRequest) -> tuple[int, dict[str, str], bytes]:
         self._require_token(request)
         payload = _json_body(request)
-        repo_id = f"{payload.get('organization') or DEFAULT_NAMESPACE}/{payload['name']}"
-        self._repo(repo_id)
-        del self._repos[repo_id]
+        key = repo_key(f"{payload.get('organization') or DEFAULT_NAMESPACE}/{payload['name']}", payload.get("type"))
+        self._repo(key)
+        del self._repos[key]
         return _json_response({})
 
     def _api_whoami(self, request: RecordedRequest) -> tuple[int, dict[str, str], bytes]:
@@ -378,11 +403,12 @@ class HubServer:
             if with_blobs:
                 sibling.update(size=len(commit.files[path]), blobId=git_blob_sha(commit.files[path]))
             siblings.append(sibling)
+        name = public_id(repo)
         info = {
             "_id": hashlib.sha1(repo.encode()).hexdigest()[:24],
-            "id": repo,
-            "modelId": repo,
-            "author": repo.split("/")[0],
+            "id": name,
+            **({} if repo.startswith(DATASET_PREFIX) else {"modelId": name}),
+            "author": name.split("/")[0],
             "sha": commit.sha,
             "lastModified": commit.date,
             "createdAt": found.created_at,
@@ -586,6 +612,7 @@ class HubServer:
 
 
 REPO = r"(?P<repo>[^/]+/[^/]+)"
+KIND = r"(?P<kind>models|datasets)"
 ROUTES: list[tuple[str, re.Pattern[str], Callable[..., tuple[int, dict[str, str], bytes]]]] = [
     (method, re.compile(pattern), endpoint)
     for method, pattern, endpoint in [
@@ -593,19 +620,19 @@ ROUTES: list[tuple[str, re.Pattern[str], Callable[..., tuple[int, dict[str, str]
         ("DELETE", r"/api/repos/delete", HubServer._api_delete_repo),
         ("GET", r"/api/whoami-v2", HubServer._api_whoami),
         ("POST", r"/api/validate-yaml", HubServer._api_validate_yaml),
-        ("GET", rf"/api/models/{REPO}", HubServer._api_model_info),
-        ("GET", rf"/api/models/{REPO}/revision/(?P<rev>[^/]+)", HubServer._api_model_info),
-        ("GET", rf"/api/models/{REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?", HubServer._api_tree),
-        ("POST", rf"/api/models/{REPO}/paths-info/(?P<rev>[^/]+)", HubServer._api_paths_info),
-        ("GET", rf"/api/models/{REPO}/refs", HubServer._api_refs),
-        ("GET", rf"/api/models/{REPO}/commits/(?P<rev>[^/]+)", HubServer._api_commits),
-        ("POST", rf"/api/models/{REPO}/preupload/(?P<rev>[^/]+)", HubServer._api_preupload),
-        ("POST", rf"/api/models/{REPO}/commit/(?P<rev>[^/]+)", HubServer._api_commit),
-        ("POST", rf"/api/models/{REPO}/tag/(?P<rev>[^/]+)", HubServer._api_create_tag),
-        ("DELETE", rf"/api/models/{REPO}/tag/(?P<tag>[^/]+)", HubServer._api_delete_tag),
-        ("POST", rf"/api/models/{REPO}/branch/(?P<branch>[^/]+)", HubServer._api_create_branch),
-        ("DELETE", rf"/api/models/{REPO}/branch/(?P<branch>[^/]+)", HubServer._api_delete_branch),
-        ("GET", rf"/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", HubServer._resolve_file),
+        ("GET", rf"/api/{KIND}/{REPO}", HubServer._api_model_info),
+        ("GET", rf"/api/{KIND}/{REPO}/revision/(?P<rev>[^/]+)", HubServer._api_model_info),
+        ("GET", rf"/api/{KIND}/{REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?", HubServer._api_tree),
+        ("POST", rf"/api/{KIND}/{REPO}/paths-info/(?P<rev>[^/]+)", HubServer._api_paths_info),
+        ("GET", rf"/api/{KIND}/{REPO}/refs", HubServer._api_refs),
+        ("GET", rf"/api/{KIND}/{REPO}/commits/(?P<rev>[^/]+)", HubServer._api_commits),
+        ("POST", rf"/api/{KIND}/{REPO}/preupload/(?P<rev>[^/]+)", HubServer._api_preupload),
+        ("POST", rf"/api/{KIND}/{REPO}/commit/(?P<rev>[^/]+)", HubServer._api_commit),
+        ("POST", rf"/api/{KIND}/{REPO}/tag/(?P<rev>[^/]+)", HubServer._api_create_tag),
+        ("DELETE", rf"/api/{KIND}/{REPO}/tag/(?P<tag>[^/]+)", HubServer._api_delete_tag),
+        ("POST", rf"/api/{KIND}/{REPO}/branch/(?P<branch>[^/]+)", HubServer._api_create_branch),
+        ("DELETE", rf"/api/{KIND}/{REPO}/branch/(?P<branch>[^/]+)", HubServer._api_delete_branch),
+        ("GET", rf"/(?:(?P<kind>datasets)/)?{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", HubServer._resolve_file),
     ]
 ]
 

@@ -270,6 +270,6 @@ def test_train_py_init_from_errors_are_one_line_before_any_training(tmp_path, fa
         capture_output=True, text=True, timeout=120, cwd=ROOT, env=unreachable)
     assert wrong.returncode == 2, wrong.stderr
     assert "Traceback" not in wrong.stderr and "training " not in wrong.stderr
-    errors = [line for line in wrong.stderr.splitlines() if " ERROR " in line]
+    errors = [line for line in wrong.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0].lower(), wrong.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()

@@ -144,3 +144,45 @@ def test_image_outputs_agree(generator):
     assert imaging.to_uint8(floats).flatten().tolist() == [0, 0, 128, 255]
     with pytest.raises(ValueError, match="uint8"):
         imaging.to_pil(torch.zeros(1, 3, 4, 4))
+
+
+def test_sample_outputs_pil_and_numpy_with_the_same_pixels(generator):
+    tensor = generator.sample("0-4,42")
+    assert tensor.dtype == torch.uint8 and tensor.shape == (6, 3, 64, 64)  # the default is unchanged
+    faces = generator.sample("0-4,42", output="pil")
+    assert isinstance(faces, list) and len(faces) == 6
+    assert all(isinstance(face, Image.Image) and face.mode == "RGB" and face.size == (64, 64) for face in faces)
+    arrays = generator.sample("0-4,42", output="np")
+    assert isinstance(arrays, np.ndarray) and arrays.dtype == np.uint8 and arrays.shape == (6, 64, 64, 3)
+    expected = tensor.permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(arrays, expected)
+    assert all(np.array_equal(np.asarray(face), array) for face, array in zip(faces, expected))
+    assert torch.equal(generator.sample("0-4,42", output="pt"), tensor)
+    frames = generator.interpolate([3, 7], frames=5, output="pil")
+    assert len(frames) == 5 and np.array_equal(np.asarray(frames[0]), expected[3])
+    assert interpolate(generator, [3, 7], 5, output="np").shape == (5, 64, 64, 3)
+    with pytest.raises(ValueError, match="output must be one of 'pt', 'pil', 'np', got 'jpeg'"):
+        generator.sample("0-3", output="jpeg")
+
+
+def test_make_grid_takes_every_output_form(generator):
+    from dcgan_hf import make_grid
+
+    tensor = generator.sample("0-5")
+    expected = np.asarray(imaging.grid_image(tensor, nrow=3))
+    for form in (tensor, generator.sample("0-5", output="pil"), generator.sample("0-5", output="np"),
+                 list(generator.sample("0-5", output="np"))):
+        grid = make_grid(form, nrow=3)
+        assert isinstance(grid, Image.Image) and grid.size == (3 * 66 + 2, 2 * 66 + 2)
+        assert np.array_equal(np.asarray(grid), expected)
+    assert make_grid(generator.sample("0-15", output="pil")).size == (4 * 66 + 2, 4 * 66 + 2)  # near-square
+    single = make_grid(generator.sample("7", output="pil")[0])
+    assert single.size == (64, 64)  # one image: torchvision returns it unpadded
+    grey = [Image.new("L", (64, 64), 128)] * 2
+    assert np.asarray(make_grid(grey)).shape == (68, 134, 3)  # single-channel: torchvision repeats it to RGB
+    with pytest.raises(ValueError, match="zero images"):
+        make_grid([])
+    with pytest.raises(ValueError, match="same size"):
+        make_grid([Image.new("RGB", (64, 64)), Image.new("RGB", (32, 32))])
+    with pytest.raises(ValueError, match="expected uint8"):
+        make_grid(np.zeros((2, 64, 64, 3), dtype=np.float32))

@@ -39,7 +39,11 @@ class TrainConfig:
     recipe: str = _opt("default", "named preset of the recipe flags (classic: pytorch/examples' dcgan); "
                        "flags given explicitly override it", choices=tuple(RECIPES))
 
-    data: str = _opt("", "images: a folder (recursive), a .zip, or a CelebA root (train split)")
+    data: str = _opt("", "images: a folder (recursive), a .zip, a CelebA root, hf://datasets/OWNER/NAME[@rev], or a "
+                         "`datasets` folder (save_to_disk, parquet files, imagefolder with metadata); the last two "
+                         "need dcgan_hf[datasets]")
+    split: str = _opt("train", "the split to train on: of a `datasets` dataset, or of a CelebA root (train/valid/test)")
+    image_column: str = _opt("", "the image column of a `datasets` dataset (default: the one column of type Image)")
     synthetic: int = _opt(0, "train on this many synthetic images instead of --data (benchmarks, smoke tests)")
     output_dir: str = _opt("outputs/dcgan-celeba", "where checkpoints, samples, logs and the Hub folder go")
     epochs: int = _opt(25, "passes over the data")

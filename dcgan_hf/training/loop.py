@@ -141,7 +141,8 @@ def _load_images(config: TrainConfig, layout: Distributed) -> ImageCache:
         count = config.synthetic or 2 * (2 if config.dry_run else config.batch_size) * layout.world_size
         images = synthetic_images(count, seed=config.seed)
         return ImageCache(images, fingerprint=f"synthetic-{len(images)}-{config.seed}", source="synthetic")
-    options = dict(cache_dir=config.data_cache or None, workers=config.workers or None, progress=config.progress)
+    options = dict(cache_dir=config.data_cache or None, workers=config.workers or None, progress=config.progress,
+                   split=config.split, image_column=config.image_column or None)
     if layout.is_main:
         cache = load_cache(config.data, **options)
     layout.barrier()
@@ -459,7 +460,8 @@ def _publish(run: Run, progress: checkpoints.Progress, hub_dir: Path, out: Path,
     card = {
         "title": f"DCGAN 64×64 — {publish.short_path(config.data) or 'synthetic data'}",
         "repo_id": config.push_to_hub or None,
-        "metrics": publish.metric_rows(progress.metrics),
+        "metrics": publish.metric_rows(progress.metrics, dataset=publish.short_path(config.eval_real) or None),
+        "datasets": publish.hub_datasets(config),
         "training": publish.training_table(
             config, epochs_done=progress.epoch, steps=progress.step, images_seen=images_seen,
             image_count=len(run.data), hardware=publish.hardware_name(run.device, run.layout.world_size),

@@ -16,6 +16,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..card import fid_kid_rows
+from ..hf_datasets import hub_dataset_id, is_hub_url
 from .config import TrainConfig
 
 ROOT_FILES = ("config.json", "model.safetensors", "README.md", "samples.png", "progress.gif", "loss.png")
@@ -31,17 +33,25 @@ def hardware_name(device: torch.device, world_size: int = 1) -> str:
 
 
 def short_path(path: str) -> str:
-    """Last two components of a path: enough to name a dataset, no machine paths in cards."""
+    """Last two components of a path: enough to name a dataset, no machine paths in cards.
+
+    A Hub dataset (``hf://datasets/OWNER/NAME@rev``) becomes ``OWNER/NAME@rev``.
+    """
     if not path:
         return ""
     parts = Path(path).parts
     return "/".join(parts[-2:])
 
 
+def hub_datasets(config: TrainConfig) -> list[str]:
+    """The Hub datasets a run trained on, for the card's ``datasets:`` metadata (none for local data)."""
+    return [repo_id] if (repo_id := hub_dataset_id(config.data)) else []
+
+
 def card_command(config: TrainConfig) -> str:
     shown = TrainConfig.from_dict({
         **config.to_dict(),
-        "data": short_path(config.data) if config.data else "",
+        "data": config.data if is_hub_url(config.data) else short_path(config.data),
         "eval_real": short_path(config.eval_real),
         "output_dir": short_path(config.output_dir),
         "init_from": short_path(config.init_from) if os.path.isdir(config.init_from) else config.init_from,
@@ -95,18 +105,14 @@ def training_table(
     return table
 
 
-def metric_rows(metrics: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
-    """The latest evaluation as model-card rows."""
+def metric_rows(metrics: Sequence[dict[str, Any]], dataset: str | None = None) -> list[dict[str, Any]]:
+    """The latest evaluation as model-card rows (table + model-index); ``dataset`` names the real images."""
     if not metrics:
         return []
     last = metrics[-1]
-    protocol = (f"{last['num_generated']} generated vs {last['num_real']} real images, "
-                f"InceptionV3 pool3, epoch {last['epoch']}")
-    return [
-        {"name": "FID", "value": f"{last['fid']:.2f}", "protocol": protocol},
-        {"name": "KID ×1000", "value": f"{last['kid_mean'] * 1000:.2f} ± {last['kid_std'] * 1000:.2f}",
-         "protocol": protocol},
-    ]
+    return fid_kid_rows(fid=last["fid"], kid_mean=last["kid_mean"], kid_std=last["kid_std"],
+                        num_generated=last["num_generated"], num_real=last["num_real"], dataset=dataset,
+                        epoch=last["epoch"])
 
 
 def build_hub_folder(
@@ -119,13 +125,20 @@ def build_hub_folder(
     extras: dict[str, Path],
     card: dict[str, Any],
 ) -> Path:
-    """(Re)write ``folder`` whole: built beside it, then swapped in."""
+    """(Re)write ``folder`` whole: built beside it, then swapped in.
+
+    ``card`` holds the model card's inputs (see :func:`dcgan_hf.card.render`): ``title``,
+    ``repo_id`` (the repo it is pushed to, else the card loads from this folder), ``metrics``,
+    ``training``, ``datasets`` (Hub dataset ids trained on) and ``base_model`` (the model a run
+    was initialised from: a ``user/repo[@rev]`` spec; local folders are left out of the metadata).
+    """
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name, source in extras.items():
         if source.is_file():
             shutil.copy2(source, tmp / name)
+    card = {**card, "local_path": card.get("local_path") or short_path(str(folder))}
     generator.save_pretrained(tmp, model_card_kwargs={
         **card, "sample_grid": "samples.png" if "samples.png" in extras else None,
         "animation": "progress.gif" if "progress.gif" in extras else None,
@@ -133,7 +146,7 @@ def build_hub_folder(
     })
     discriminator.save_pretrained(tmp / "discriminator", model_card_kwargs={
         key: value for key, value in card.items() if key in ("repo_id", "training", "title")
-    })
+    } | {"local_path": f"{card['local_path']}/discriminator"})
     if checkpoint is not None:
         shutil.copytree(checkpoint, tmp / "training_state")
     if tensorboard_dir is not None and tensorboard_dir.is_dir():

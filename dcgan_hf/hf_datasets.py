@@ -1,0 +1,432 @@
+"""Training images through the ``datasets`` library: Hub datasets and local dataset folders.
+
+``--data`` may name
+
+* ``hf://datasets/OWNER/NAME[@revision]``: a dataset repo on the Hub (``HF_ENDPOINT`` is honoured);
+* a folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``;
+* a folder of parquet files (``load_dataset("parquet")`` layout: ``*.parquet``, ``data/``, split folders);
+* an ``imagefolder`` with a ``metadata.csv|jsonl|parquet`` (any other plain folder of images is
+  read directly by :mod:`dcgan_hf.data`, which gives the same pixels faster).
+
+The image column is the one whose feature type is ``datasets.Image`` (or ``--image-column``).
+Its encoded bytes are decoded once, with :func:`dcgan_hf.data.decode` on all cores, into the
+same uint8 cache files as any other source. The cache key is the Hub commit sha the revision
+resolves to (a branch that moved is decoded again; an unchanged one, or a pinned sha, is reused
+without loading the dataset at all) or, for a local folder, the names, sizes and mtimes of its
+files. ``datasets`` is an optional dependency (``pip install 'dcgan_hf[datasets]'``), imported
+only when one of these sources is actually decoded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import logging
+import os
+import re
+import tempfile
+from collections import deque
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from .data import CACHE_FORMAT, ImageCache, decode, default_cache_dir
+from .files import write_atomic
+
+log = logging.getLogger(__name__)
+
+HUB_PREFIX = "hf://datasets/"
+METADATA_FILES = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
+SAVE_TO_DISK_MARKERS = (("dataset_dict.json",), ("state.json", "dataset_info.json"))
+COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+CHUNK = 256  # rows per decode task: small enough to keep every core busy, large enough to amortise IPC
+MAX_FILE_BYTES = 64 * 2**20  # an imagefolder row's file larger than this is skipped, never read
+INSTALL_HINT = "pip install 'dcgan_hf[datasets]'"
+
+
+class DatasetSourceError(ValueError):
+    """A dataset that cannot be used as training images; the message is one line saying why."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset lives: a Hub repo (at an optional revision) or a local folder."""
+
+    kind: str  # "hub" | "disk" (save_to_disk) | "files" (parquet / imagefolder)
+    location: str  # repo id or folder
+    revision: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.kind == "hub":
+            return f"{HUB_PREFIX}{self.location}" + (f"@{self.revision}" if self.revision else "")
+        return self.location
+
+
+def is_hub_url(data: str | os.PathLike) -> bool:
+    return os.fspath(data).startswith(HUB_PREFIX)
+
+
+def parse_hub_url(url: str) -> DatasetSpec:
+    """``hf://datasets/OWNER/NAME[@rev]`` → DatasetSpec("hub", "OWNER/NAME", rev); bad ids are errors."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    rest = url[len(HUB_PREFIX):]
+    repo_id, _, revision = rest.partition("@")
+    if repo_id.count("/") != 1:
+        raise DatasetSourceError(f"expected {HUB_PREFIX}OWNER/NAME[@revision], got {url!r}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise DatasetSourceError(f"{url!r}: not a valid dataset repo id ({error})") from None
+    if "@" in rest and not revision:
+        raise DatasetSourceError(f"{url!r}: empty revision after '@'")
+    return DatasetSpec("hub", repo_id, revision or None)
+
+
+def hub_dataset_id(data: str | os.PathLike) -> str | None:
+    """The Hub dataset repo id that ``--data`` names, if it names one (no network): for model cards."""
+    text = os.fspath(data)
+    if not is_hub_url(text):
+        return None
+    try:
+        return parse_hub_url(text).location
+    except DatasetSourceError:
+        return None
+
+
+def dataset_spec(data: str | os.PathLike) -> DatasetSpec | None:
+    """The dataset ``--data`` names, or None when it is a plain folder/zip/CelebA root for data.py."""
+    text = os.fspath(data)
+    if is_hub_url(text):
+        return parse_hub_url(text)
+    folder = Path(text).expanduser()
+    if not folder.is_dir():
+        return None
+    if any(all((folder / name).is_file() for name in marker) for marker in SAVE_TO_DISK_MARKERS):
+        return DatasetSpec("disk", str(folder))
+    levels = (folder, *(child for child in _subfolders(folder)))
+    if any(next(level.glob("*.parquet"), None) is not None for level in levels):
+        return DatasetSpec("files", str(folder))
+    if any((level / name).is_file() for level in levels for name in METADATA_FILES):
+        return DatasetSpec("files", str(folder))
+    return None
+
+
+def _subfolders(folder: Path) -> Iterator[Path]:
+    """The folders one level down (``data/``, ``train/``, …) where dataset layouts keep their files."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if entry.is_dir() and not entry.name.startswith("."):
+                yield Path(entry.path)
+
+
+# -- the cache key -----------------------------------------------------------------------
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    from .hub import transport_errors
+
+    return transport_errors()
+
+
+def resolve_revision(spec: DatasetSpec) -> str:
+    """The commit sha a Hub dataset's revision points at now (a full sha is taken as it is)."""
+    if spec.revision and COMMIT_SHA.fullmatch(spec.revision):
+        return spec.revision
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        sha = HfApi().dataset_info(spec.location, revision=spec.revision).sha
+    except RevisionNotFoundError:
+        raise DatasetSourceError(f"revision {spec.revision!r} not found in dataset {spec.location}") from None
+    except RepositoryNotFoundError:
+        raise DatasetSourceError(f"dataset repo not found (or private without a token): {spec.location}") from None
+    except HfHubHTTPError as error:
+        raise DatasetSourceError(f"Hub error for dataset {spec.label}: {_one_line(error)}") from None
+    except _transport_errors() as error:
+        raise DatasetSourceError(
+            f"cannot reach the Hub at {constants.ENDPOINT} for dataset {spec.label} ({_one_line(error)})"
+        ) from None
+    if not sha:
+        raise DatasetSourceError(f"the Hub gave no commit sha for dataset {spec.label}")
+    return sha
+
+
+def _folder_stamps(folder: Path) -> Iterator[str]:
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+            continue
+        info = path.stat()
+        yield f"{relative.as_posix()!r}\0{info.st_size}:{info.st_mtime_ns}"
+
+
+def cache_key(spec: DatasetSpec, *, split: str, image_column: str | None, resolution: int,
+              revision: str | None = None) -> str:
+    """Changes with the data (Hub commit / local files), the split, the column and the transform."""
+    digest = hashlib.sha256(
+        f"{CACHE_FORMAT}|{resolution}|datasets|{spec.kind}|{split}|{image_column or ''}".encode()
+    )
+    if spec.kind == "hub":
+        digest.update(f"{spec.location}@{revision}".encode())
+    else:
+        for stamp in _folder_stamps(Path(spec.location)):
+            digest.update(stamp.encode("utf-8", "surrogateescape") + b"\n")
+    return digest.hexdigest()[:24]
+
+
+# -- loading through `datasets` --------------------------------------------------------------
+
+
+def _import_datasets() -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise DatasetSourceError(
+            f"reading Hub datasets, save_to_disk folders, parquet files or imagefolders needs the "
+            f"`datasets` library: {INSTALL_HINT}"
+        ) from None
+    return datasets
+
+
+@contextlib.contextmanager
+def _quiet(progress: bool) -> Iterator[None]:
+    """Hide `datasets`' own progress bars when ours are off, and put its setting back afterwards."""
+    bars = importlib.import_module("datasets.utils.tqdm")  # the module: datasets.utils re-exports a tqdm class
+
+    was_disabled = bars.are_progress_bars_disabled()
+    if not progress:
+        bars.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            bars.enable_progress_bars()
+
+
+def load_split(spec: DatasetSpec, split: str, revision: str | None = None) -> Any:
+    """The ``datasets.Dataset`` of one split; every failure is a one-line DatasetSourceError."""
+    datasets = _import_datasets()
+    from datasets.exceptions import DatasetNotFoundError
+
+    where = spec.label if spec.kind != "hub" else f"{HUB_PREFIX}{spec.location}@{revision}"
+    try:
+        if spec.kind == "disk":
+            loaded = datasets.load_from_disk(spec.location)
+            if isinstance(loaded, datasets.DatasetDict):
+                if split not in loaded:
+                    raise DatasetSourceError(f"{where} has no split {split!r} (splits: {', '.join(loaded)})")
+                return loaded[split]
+            saved_split = str(loaded.split) if loaded.split is not None else None
+            if saved_split not in (None, split) and split != "train":
+                raise DatasetSourceError(f"{where} holds one split ({saved_split!r}), not {split!r}")
+            return loaded
+        options = {"revision": revision} if spec.kind == "hub" else {}
+        return datasets.load_dataset(spec.location, split=split, **options)
+    except DatasetSourceError:
+        raise
+    except DatasetNotFoundError as error:
+        raise DatasetSourceError(f"dataset not found: {where} ({_one_line(error)})") from None
+    except ConnectionError as error:
+        raise DatasetSourceError(f"cannot reach the Hub for {where} ({_one_line(error)})") from None
+    except ValueError as error:  # e.g. Unknown split "validation". Should be one of ['train'].
+        if "corresponds to no data" in str(error):  # what `datasets` says of a split with no rows
+            raise DatasetSourceError(f"split {split!r} of {where} is empty") from None
+        raise DatasetSourceError(f"{where}: {_one_line(error)}") from None
+    except (OSError, RuntimeError, *_transport_errors()) as error:
+        raise DatasetSourceError(f"cannot load {where}: {type(error).__name__}: {_one_line(error)}") from None
+
+
+def find_image_column(features: Any, wanted: str | None, where: str) -> str:
+    """The column holding the images: ``wanted``, or the one column of feature type ``Image``."""
+    import datasets
+
+    described = ", ".join(f"{name} ({_feature_name(feature)})" for name, feature in features.items())
+    if wanted:
+        if wanted not in features:
+            raise DatasetSourceError(f"{where} has no column {wanted!r} (columns: {described})")
+        return wanted
+    found = [name for name, feature in features.items() if isinstance(feature, datasets.Image)]
+    if not found:
+        raise DatasetSourceError(f"{where} has no Image column (columns: {described}); name one with --image-column")
+    if len(found) > 1:
+        raise DatasetSourceError(f"{where} has several Image columns ({', '.join(found)}); choose one with --image-column")
+    return found[0]
+
+
+def _feature_name(feature: Any) -> str:
+    return type(feature).__name__ if not hasattr(feature, "dtype") else f"{type(feature).__name__} {feature.dtype}"
+
+
+def encoded_images(dataset: Any, column: str, where: str) -> Any:
+    """The column alone, as ``{"bytes", "path"}`` records (undecoded): Image, binary or path columns."""
+    import datasets
+
+    try:
+        return dataset.select_columns([column]).cast_column(column, datasets.Image(decode=False))
+    except (ValueError, TypeError, NotImplementedError) as error:
+        feature = _feature_name(dataset.features[column])
+        raise DatasetSourceError(
+            f"column {column!r} of {where} holds {feature}, not images ({_one_line(error)})"
+        ) from None
+
+
+# -- decoding into the uint8 cache ------------------------------------------------------------
+
+
+def _decode_records(task: tuple[Sequence[bytes | str | None], int]) -> list[np.ndarray | str]:
+    """Worker: encoded bytes (or a local file path) → uint8 image, or the error as a str."""
+    payloads, resolution = task
+    results: list[np.ndarray | str] = []
+    for payload in payloads:
+        try:
+            if payload is None:
+                raise ValueError("the row holds no image bytes")
+            if isinstance(payload, str):
+                size = os.path.getsize(payload)
+                if size > MAX_FILE_BYTES:
+                    raise ValueError(f"{payload} is {size:,} bytes, more than {MAX_FILE_BYTES:,}")
+                payload = Path(payload).read_bytes()
+            results.append(decode(payload, resolution))
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+            results.append(f"{type(error).__name__}: {error}")
+    return results
+
+
+def _payload(record: dict[str, Any] | None, local: bool) -> bytes | str | None:
+    """A row's bytes; a path only for local datasets (imagefolder rows point at their files), and only
+    to a regular file (never a device or fifo a hostile dataset might name)."""
+    if not record:
+        return None
+    if record.get("bytes") is not None:
+        return record["bytes"]
+    path = record.get("path")
+    return path if local and path and os.path.isfile(path) else None
+
+
+def _ordered_map(executor: Executor | None, function: Callable, tasks: Iterable, window: int) -> Iterator[Any]:
+    """``map`` that keeps at most ``window`` tasks in flight, so a big dataset is never all in memory."""
+    if executor is None:
+        yield from map(function, tasks)
+        return
+    pending: deque[Future] = deque()
+    for task in tasks:
+        pending.append(executor.submit(function, task))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _write_cache(
+    records: Any, column: str, *, local: bool, resolution: int, array_path: Path, workers: int, progress: bool,
+    label: str,
+) -> tuple[np.ndarray, list[str]]:
+    """Decode every row into ``array_path`` (written beside it, then renamed): images and skip notes."""
+    count = len(records)
+    fd, tmp_name = tempfile.mkstemp(dir=array_path.parent, prefix=array_path.stem, suffix=".npy.tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    starts = range(0, count, CHUNK)
+    tasks = (
+        ([_payload(record, local) for record in records[start: start + CHUNK][column]], resolution)
+        for start in starts
+    )
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(count, resolution, resolution, 3))
+        written, skipped = 0, []
+        bar = tqdm(total=count, desc=f"decoding {label}", unit="img", disable=not progress)
+        pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and count > CHUNK else None
+        try:
+            for start, decoded in zip(starts, _ordered_map(pool, _decode_records, tasks, 2 * workers)):
+                for offset, item in enumerate(decoded):
+                    if isinstance(item, str):
+                        skipped.append(f"row {start + offset} ({item})")
+                    else:
+                        out[written] = item
+                        written += 1
+                bar.update(len(decoded))
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+            bar.close()
+        if written == 0:
+            raise DatasetSourceError(f"none of the {count} rows of {label} could be decoded as an image; "
+                                     f"first: {skipped[0] if skipped else '?'}")
+        out.flush()
+        del out
+        if written < count:  # the array on disk holds exactly the good images
+            full = np.load(tmp, mmap_mode="r")
+            compact = np.lib.format.open_memmap(array_path.with_suffix(".compact.tmp"), mode="w+", dtype=np.uint8,
+                                                shape=(written,) + full.shape[1:])
+            compact[:] = full[:written]
+            compact.flush()
+            del compact, full
+            os.replace(array_path.with_suffix(".compact.tmp"), tmp)
+        os.replace(tmp, array_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        array_path.with_suffix(".compact.tmp").unlink(missing_ok=True)
+    return np.load(array_path, mmap_mode="c"), skipped
+
+
+def load_cache(
+    data: str | os.PathLike,
+    *,
+    resolution: int = 64,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    split: str = "train",
+    image_column: str | None = None,
+    progress: bool = True,
+) -> ImageCache:
+    """Like :func:`dcgan_hf.data.load_cache`, for the dataset sources this module reads."""
+    spec = dataset_spec(data)
+    if spec is None:
+        raise DatasetSourceError(f"{os.fspath(data)} is not a Hub dataset, save_to_disk folder, parquet folder or "
+                                 f"imagefolder")
+    revision = resolve_revision(spec) if spec.kind == "hub" else None
+    label = spec.label if revision is None else f"{HUB_PREFIX}{spec.location}@{revision[:12]}"
+    key = cache_key(spec, split=split, image_column=image_column, resolution=resolution, revision=revision)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    array_path, meta_path = folder / f"{key}.npy", folder / f"{key}.json"
+    if array_path.is_file() and meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        images = np.load(array_path, mmap_mode="c")
+        log.info("reusing image cache %s (%d images from %s, split %s)", array_path, len(images), label, split)
+        return ImageCache(images, key, meta.get("source", label), meta.get("skipped", []))
+    _import_datasets()
+    with _quiet(progress):
+        dataset = load_split(spec, split, revision)
+    where = f"split {split!r} of {label}"
+    if len(dataset) == 0:
+        raise DatasetSourceError(f"{where} is empty")
+    column = find_image_column(dataset.features, image_column, where)
+    records = encoded_images(dataset, column, where)
+    folder.mkdir(parents=True, exist_ok=True)
+    images, skipped = _write_cache(
+        records, column, local=spec.kind != "hub", resolution=resolution, array_path=array_path,
+        workers=workers or len(os.sched_getaffinity(0)), progress=progress, label=label,
+    )
+    source = spec.label if revision is None else f"{HUB_PREFIX}{spec.location}@{revision}"
+    meta = {"source": source, "kind": f"datasets-{spec.kind}", "revision": revision, "split": split,
+            "image_column": column, "count": len(images), "resolution": resolution, "skipped": skipped,
+            "format": CACHE_FORMAT}
+    write_atomic(meta_path, json.dumps(meta, indent=1))
+    if skipped:
+        log.warning("skipped %d undecodable of %d rows in %s; first: %s", len(skipped), len(dataset), where,
+                    "; ".join(skipped[:5]))
+    return ImageCache(images, key, source, skipped)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:300]

@@ -1,0 +1,115 @@
+"""ONNX export: dynamic batch, onnxruntime within 1e-4 of PyTorch, clear errors for what cannot be exported."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dcgan_hf import Discriminator, Generator
+from dcgan_hf.export import ExportError, export_onnx, session
+from dcgan_hf.latent import latents
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxscript")
+pytest.importorskip("onnxruntime")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def vivid() -> Generator:
+    """A random generator with non-trivial BN statistics, so eval-mode folding is tested too."""
+    torch.manual_seed(0)
+    G = Generator(nz=32, ngf=16)
+    with torch.no_grad():
+        for module in G.modules():
+            if isinstance(module, torch.nn.ConvTranspose2d):
+                module.weight.mul_(1.5 / (0.02 * math.sqrt(4 * module.in_channels)))
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    return G.eval()
+
+
+def test_onnx_matches_pytorch_at_every_batch_size(vivid, tmp_path):
+    vivid.train()
+    difference = export_onnx(vivid, tmp_path / "g.onnx")
+    assert vivid.training and vivid.main[1].training  # the caller's model keeps its mode
+    vivid.eval()
+    assert difference <= 1e-4
+    assert not list(tmp_path.glob("*.data")) and not list(tmp_path.glob(".*part"))  # one self-contained file
+    runner = session(tmp_path / "g.onnx", threads=1)
+    (z_input,), (images_output,) = runner.get_inputs(), runner.get_outputs()
+    assert z_input.name == "z" and z_input.shape[1] == 32 and isinstance(z_input.shape[0], str)  # dynamic batch
+    assert images_output.shape[1:] == [3, 64, 64]
+    for count in (1, 3, 64):
+        z = latents(list(range(100, 100 + count)), 32)
+        with torch.inference_mode():
+            expected = vivid(z).numpy()
+        (actual,) = runner.run(["images"], {"z": z.numpy()})
+        assert actual.shape == (count, 3, 64, 64)
+        assert np.abs(actual - expected).max() <= 1e-4
+
+
+def test_the_cli_exports_a_folder(vivid, tmp_path):
+    vivid.save_pretrained(tmp_path / "model")
+    result = subprocess.run([sys.executable, "-m", "dcgan_hf", "export", str(tmp_path / "model"),
+                             str(tmp_path / "faces.onnx")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"wrote {tmp_path / 'faces.onnx'} (z: (batch, 32)")
+    assert "max |onnxruntime − torch|" in result.stdout and "[torch.onnx]" not in result.stdout
+    assert (tmp_path / "faces.onnx").stat().st_size > 100_000
+
+
+def test_what_cannot_be_exported_says_why(vivid, tmp_path, monkeypatch):
+    Discriminator(ndf=8).save_pretrained(tmp_path / "critic")
+    cases = {
+        (str(tmp_path / "critic"), "x.onnx"): "holds a 'dcgan-discriminator' model, not a 'dcgan-generator'",
+        (str(tmp_path / "missing"), "x.onnx"): "no model folder at",
+        (str(tmp_path / "critic"), "x.png"): "the output must be an .onnx file",
+    }
+    for (model, out), message in cases.items():
+        result = subprocess.run([sys.executable, "-m", "dcgan_hf", "export", model, str(tmp_path / out)],
+                                capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*.onnx"))
+
+    with pytest.raises(ExportError, match="only a dcgan_hf Generator"):
+        export_onnx(Discriminator(ndf=8), tmp_path / "d.onnx")
+
+    @torch.library.custom_op("dcgan_hf_test::mystery", mutates_args=())
+    def mystery(x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @mystery.register_fake
+    def _(x):
+        return torch.empty_like(x)
+
+    class Mystery(torch.nn.Module):  # a custom layer with no ONNX translation
+        def forward(self, x):
+            return mystery(x)
+
+    odd = Generator(ngf=8)
+    odd.main.append(Mystery())
+    with pytest.raises(ExportError, match=r"torch cannot export this Generator to ONNX: .*No ONNX function found "
+                                          r"for <OpOverload\(op='dcgan_hf_test.mystery'") as caught:
+        export_onnx(odd, tmp_path / "odd.onnx")
+    assert "\n" not in str(caught.value) and "\x1b" not in str(caught.value)
+
+    broken = Generator(ngf=8)
+    with torch.no_grad():
+        broken.main[0].weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ExportError, match="differs from PyTorch's by nan"):
+        export_onnx(broken, tmp_path / "nan.onnx")
+    assert not list(tmp_path.glob("*.onnx"))
+
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if the [onnx] extra were not installed
+    with pytest.raises(ExportError, match=r"needs the `onnxscript` package: pip install 'dcgan_hf\[onnx\]'"):
+        export_onnx(vivid, tmp_path / "g.onnx")
