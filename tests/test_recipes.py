@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, ModelCard
 
 from dcgan_hf import Discriminator, Generator
 from dcgan_hf.models import ModelLoadError, dcgan_init
@@ -232,8 +232,9 @@ def test_init_from_a_folder_starts_from_its_generator_and_discriminator(tmp_path
     assert parameters_equal(result.generator, base_g) and parameters_equal(result.discriminator, base_d)
     fresh = train(tiny_config(tmp_path / "fresh", faces, epochs=1, lr_g=1e-12, lr_d=1e-12))
     assert not parameters_equal(fresh.generator, base_g)
-    card = (result.output_dir / "hub" / "README.md").read_text()
-    assert "initialised from" in card and "--init-from" in card
+    card = ModelCard.load(result.output_dir / "hub" / "README.md")
+    assert "initialised from" in card.text and "--init-from" in card.text
+    assert card.data.base_model is None  # a local folder has no Hub id to name
 
 
 def test_init_from_the_hub(local_hub, tmp_path, faces, published):
@@ -245,7 +246,9 @@ def test_init_from_the_hub(local_hub, tmp_path, faces, published):
     base_g = Generator.from_pretrained(published)
     result = train(tiny_config(tmp_path, faces, epochs=1, init_from=repo, lr_g=1e-12, lr_d=1e-12))
     assert parameters_equal(result.generator, base_g)
-    assert f"| initialised from | {repo}" in (result.output_dir / "hub" / "README.md").read_text()
+    card = ModelCard.load(result.output_dir / "hub" / "README.md")
+    assert card.data.base_model == repo and card.data.base_model_relation == "finetune"
+    assert f"| initialised from | {repo}" in card.text
 
 
 def test_init_from_refuses_other_sizes_a_missing_discriminator_and_repo(tmp_path, faces, published, local_hub):

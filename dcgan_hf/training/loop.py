@@ -462,6 +462,7 @@ def _publish(run: Run, progress: checkpoints.Progress, hub_dir: Path, out: Path,
         "repo_id": config.push_to_hub or None,
         "metrics": publish.metric_rows(progress.metrics, dataset=publish.short_path(config.eval_real) or None),
         "datasets": publish.hub_datasets(config),
+        "base_model": run.base.repo_id if run.base is not None else None,  # --init-from, when it has a Hub id
         "training": publish.training_table(
             config, epochs_done=progress.epoch, steps=progress.step, images_seen=images_seen,
             image_count=len(run.data), hardware=publish.hardware_name(run.device, run.layout.world_size),
