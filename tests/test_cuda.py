@@ -18,7 +18,7 @@ from dcgan_hf.training.step import GanStep, StepOptions, make_optimizers
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def build(graph: bool, autocast: torch.dtype | None, channels_last: bool, batch: int = 32):
+def build(graph: bool, autocast: torch.dtype | None, channels_last: bool, batch: int = 32, **recipe):
     device = torch.device("cuda")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     G, D = Generator(nz=100, ngf=32), Discriminator(ndf=32)
@@ -28,7 +28,7 @@ def build(graph: bool, autocast: torch.dtype | None, channels_last: bool, batch:
     G, D = G.to(device, memory_format=fmt).train(), D.to(device, memory_format=fmt).train()
     opt_g, opt_d = make_optimizers(G, D, lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), device=device, graph_safe=graph)
     options = StepOptions(batch_size=batch, nz=100, autocast_dtype=autocast, channels_last=channels_last,
-                          cuda_graph=graph)
+                          cuda_graph=graph, **recipe)
     step = GanStep(G, D, opt_g, opt_d, options, noise=torch.Generator(device=device).manual_seed(1), ema=EMA(G, 0.99))
     return step, G
 
@@ -46,6 +46,32 @@ def test_graphed_step_matches_the_eager_step():
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-3)
     for (name, a), b in zip(G_eager.state_dict().items(), G_graph.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4), name
+
+
+def test_graphed_step_with_diffaugment_r1_and_hinge_matches_the_eager_step():
+    """Two graphs (with and without the lazy R1), augmentation noise drawn inside them."""
+    recipe = dict(augment="color,translation,cutout", r1_gamma=0.1, r1_every=2, loss="hinge")
+    batches = [torch.rand(32, 3, 64, 64, device="cuda", generator=torch.Generator("cuda").manual_seed(i)) * 2 - 1
+               for i in range(12)]
+    eager, G_eager = build(graph=False, autocast=None, channels_last=False, **recipe)
+    graphed, G_graph = build(graph=True, autocast=None, channels_last=False, **recipe)
+    stats_e = [eager(batch, i) for i, batch in enumerate(batches)]
+    stats_g = [graphed(batch, i) for i, batch in enumerate(batches)]
+    assert set(graphed._graphs) == {False, True}, "both kinds of step should be captured"
+    torch.cuda.synchronize()
+    for a, b in zip(stats_e, stats_g):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-3)
+    assert all(s[4] > 0 for s in stats_g[0::2]) and all(s[4] == 0 for s in stats_g[1::2])
+    for (name, a), b in zip(G_eager.state_dict().items(), G_graph.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4), name
+
+
+def test_bf16_channels_last_graph_with_augmentation_and_r1_stays_finite():
+    step, G = build(graph=True, autocast=torch.bfloat16, channels_last=True, batch=64,
+                    augment="color,translation,cutout", r1_gamma=0.1, r1_every=4)
+    real = (torch.rand(64, 3, 64, 64, device="cuda") * 2 - 1).contiguous(memory_format=torch.channels_last)
+    stats = torch.stack([step(real, i) for i in range(24)])
+    assert step.graphed and torch.isfinite(stats).all()
 
 
 def test_bf16_channels_last_graph_trains_and_stays_finite():
