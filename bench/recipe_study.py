@@ -127,6 +127,28 @@ def budgets(probed: dict[str, Any], names: list[str], minutes: float, reference_
     return out
 
 
+def width(name: str) -> str:
+    return flag_value(all_flags(name), "--ngf", "64")
+
+
+def plan_stops(steps: dict[str, int], names: list[str]) -> tuple[dict[str, list[int]], dict[str, dict[int, str]]]:
+    """Where each variant is evaluated: its own budget (equal time), the smallest budget of the
+    whole study (equal images, all widths) and the smallest budget among nets of its width
+    (equal images for the recipe knobs, which share a width and differ in step cost only)."""
+    overall = min(steps.values())
+    stops: dict[str, list[int]] = {}
+    kinds: dict[str, dict[int, str]] = {}
+    for name in names:
+        same_width = min(steps[n] for n in steps if width(n) == width(name))
+        marks: dict[int, list[str]] = {}
+        for stop, label in ((steps[name], "equal time"), (same_width, f"equal images (width {width(name)})"),
+                            (overall, "equal images (all widths)")):
+            marks.setdefault(stop, []).append(label)
+        marks = {stop: "; ".join(labels) for stop, labels in marks.items()}
+        stops[name], kinds[name] = sorted(marks), marks
+    return stops, kinds
+
+
 # -- train -----------------------------------------------------------------------------------
 def train_variant(study: Path, name: str, data: str, stops: list[int], threads: int) -> None:
     """Train to each stop in turn (a checkpoint at each), resuming whatever is already there."""
@@ -207,14 +229,14 @@ def eval_variant(study: Path, name: str, stops: list[int], real: str, num: int, 
 def table(study: Path, minutes: float, reference_rate: float) -> str:
     rows = load_rows(study)
     probed = json.loads((study / "probe.json").read_text()) if (study / "probe.json").is_file() else {}
-    base = {row["kind"]: row for row in rows if row["name"] == BASELINE}
+    base = {row["images"]: row for row in rows if row["name"] == BASELINE}
     lines = [f"Budget: {minutes:g} min on one core at the baseline's idle {reference_rate:g} img/s, scaled by "
              "each variant's measured speed ratio; FID/KID from 2,000 EMA samples vs the 4,740 val faces.", "",
              "| variant | what | speed vs base | kind | images | FID | ΔFID vs base | KID×1000 ± | command |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in sorted(rows, key=lambda r: (list(VARIANTS).index(r["name"]), r["step"])):
-        ref = base.get(row["kind"])
-        delta = f"{row['fid'] - ref['fid']:+.1f}" if ref and ref["images"] == row["images"] else "—"
+        ref = base.get(row["images"])  # the baseline at the same number of images, when it was evaluated there
+        delta = f"{row['fid'] - ref['fid']:+.1f}" if ref and row["name"] != BASELINE else "—"
         ratio = probed.get("ratio", {}).get(row["name"])
         lines.append(
             f"| {row['name']} | {row['what']} | {ratio:.2f}× | {row['kind']} | {row['images']:,} | {row['fid']:.1f} | "
@@ -244,14 +266,8 @@ def main() -> int:
     if args.phase in ("probe", "all", "train", "eval"):
         probed = probe(study, list(VARIANTS), args.rounds)
         steps = budgets(probed, list(VARIANTS), args.budget_minutes, args.reference_rate)
-        equal_images = min(steps.values())  # the widest net's budget
-        stops = {n: [steps[n]] + ([equal_images] if equal_images < steps[n] else []) for n in names}
-        kinds = {n: {steps[n]: "equal time", **({equal_images: "equal images"} if equal_images < steps[n] else {})}
-                 for n in names}
-        for name in names:
-            if steps[name] == equal_images:
-                kinds[name][steps[name]] = "equal time = equal images"
-        write_atomic(study / "budgets.json", json.dumps({"steps": steps, "equal_images_steps": equal_images,
+        stops, kinds = plan_stops(steps, names)
+        write_atomic(study / "budgets.json", json.dumps({"steps": steps, "stops": stops,
                                                           "minutes": args.budget_minutes,
                                                           "reference_rate": args.reference_rate}, indent=2) + "\n")
         print(json.dumps(steps), flush=True)
