@@ -42,6 +42,7 @@ import torch  # noqa: E402
 from dcgan_hf.files import write_atomic  # noqa: E402
 
 BASELINE = "base32"
+WIDTH_VARIANTS = ("base32", "base48", "base64")
 COMMON = ["--batch-size", "64", "--hflip", "--ema-decay", "0.999", "--seed", "0"]
 # name → (flags on top of COMMON, what the row tests)
 VARIANTS: dict[str, tuple[list[str], str]] = {
@@ -132,17 +133,20 @@ def width(name: str) -> str:
 
 
 def plan_stops(steps: dict[str, int], names: list[str]) -> tuple[dict[str, list[int]], dict[str, dict[int, str]]]:
-    """Where each variant is evaluated: its own budget (equal time), the smallest budget of the
-    whole study (equal images, all widths) and the smallest budget among nets of its width
-    (equal images for the recipe knobs, which share a width and differ in step cost only)."""
+    """Where each variant is evaluated: its own budget (equal time), the smallest budget among
+    nets of its width (equal images for the recipe knobs, which share a width and differ in
+    step cost only) and, for the width variants, the smallest budget of the study (equal
+    images across widths)."""
     overall = min(steps.values())
     stops: dict[str, list[int]] = {}
     kinds: dict[str, dict[int, str]] = {}
     for name in names:
         same_width = min(steps[n] for n in steps if width(n) == width(name))
         marks: dict[int, list[str]] = {}
-        for stop, label in ((steps[name], "equal time"), (same_width, f"equal images (width {width(name)})"),
-                            (overall, "equal images (all widths)")):
+        points = [(steps[name], "equal time"), (same_width, f"equal images (width {width(name)})")]
+        if name in WIDTH_VARIANTS:  # the knobs share a width: comparing them that early says little
+            points.append((overall, "equal images (all widths)"))
+        for stop, label in points:
             marks.setdefault(stop, []).append(label)
         marks = {stop: "; ".join(labels) for stop, labels in marks.items()}
         stops[name], kinds[name] = sorted(marks), marks
