@@ -9,8 +9,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
+
+from ..models import SIZE_LIMITS
+
+
+MAX_RETRY_DELAY = 3600.0  # seconds; the pusher doubles it per attempt up to max(300, this)
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:
@@ -64,18 +70,29 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("epochs", "batch_size", "nz", "ngf", "ndf", "log_every", "keep_checkpoints", "hub_every",
-                     "eval_num"):
+        not_finite = [spec.name for spec in fields(self)
+                      if spec.type in (float, "float") and not math.isfinite(getattr(self, spec.name))]
+        problems += [f"--{_flag(name)} must be a finite number, got {getattr(self, name)}" for name in not_finite]
+        for name in ("epochs", "batch_size", "log_every", "keep_checkpoints", "hub_every", "eval_num"):
             if getattr(self, name) < 1:
                 problems.append(f"--{_flag(name)} must be ≥ 1")
+        for name in ("nz", "ngf", "ndf"):  # the models' own bounds (dcgan_hf.models.SIZE_LIMITS)
+            if not 1 <= getattr(self, name) <= SIZE_LIMITS[name]:
+                problems.append(f"--{_flag(name)} must be in [1, {SIZE_LIMITS[name]}]")
         for name in ("synthetic", "max_steps", "checkpoint_every", "eval_every", "workers", "threads"):
             if getattr(self, name) < 0:
                 problems.append(f"--{_flag(name)} must be ≥ 0")
-        if self.hub_retry_delay < 0:
-            problems.append("--hub-retry-delay must be ≥ 0")
-        if not 0.0 <= self.label_smoothing < 0.5:
+        for name in ("lr_g", "lr_d"):
+            if name not in not_finite and not getattr(self, name) > 0:
+                problems.append(f"--{_flag(name)} must be > 0")
+        for name in ("beta1", "beta2"):
+            if name not in not_finite and not 0.0 <= getattr(self, name) < 1.0:
+                problems.append(f"--{name} must be in [0, 1)")
+        if "hub_retry_delay" not in not_finite and not 0 <= self.hub_retry_delay <= MAX_RETRY_DELAY:
+            problems.append(f"--hub-retry-delay must be in [0, {MAX_RETRY_DELAY:g}] seconds")
+        if "label_smoothing" not in not_finite and not 0.0 <= self.label_smoothing < 0.5:
             problems.append("--label-smoothing must be in [0, 0.5)")
-        if not 0.0 <= self.ema_decay < 1.0:
+        if "ema_decay" not in not_finite and not 0.0 <= self.ema_decay < 1.0:
             problems.append("--ema-decay must be in [0, 1)")
         if self.eval_every and not self.eval_real:
             problems.append("--eval-every needs --eval-real")
