@@ -160,3 +160,66 @@ def test_bad_training_flags_are_one_line(flags, message, capsys):
     assert exited.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]  # argparse: the usage line, then this one
     assert "error: invalid training config" in error and re.search(message, error), error
+
+
+# -- 2. convert: bounded by the file's metadata, and --overwrite never destroys data --------------
+
+def test_a_zero_stride_tensor_is_refused_before_it_is_materialised(tmp_path):
+    from dcgan_hf.legacy import read_legacy
+
+    state = Generator(ngf=8).state_dict()
+    state["main.0.weight"] = torch.zeros(1).expand(10**6, 8 * 10**6, 4, 4)  # 4 bytes claiming 512 TB
+    torch.save(state, tmp_path / "netG.pth")
+    assert (tmp_path / "netG.pth").stat().st_size < 1_000_000
+    with pytest.raises(ModelLoadError, match=r"refused: a tensor of shape \(1000000, 8000000, 4, 4\) and strides "
+                                             r"\(0, 0, 0, 0\) repeats 4 stored bytes"):
+        read_legacy(tmp_path / "netG.pth")
+
+
+def test_sizes_implied_by_shapes_are_bounded_and_checked_before_building(tmp_path):
+    from dcgan_hf.legacy import read_legacy
+
+    state = Generator(ngf=8).state_dict()
+    state["main.0.weight"], state["main.12.weight"] = torch.randn(1, 8000, 4, 4), torch.randn(1000, 3, 4, 4)
+    torch.save(state, tmp_path / "ngf1000.pth")  # ~700 KB implying a 3 GB generator
+    with pytest.raises(ModelLoadError, match=r"the generator's tensor shapes imply ngf must be a positive integer"):
+        read_legacy(tmp_path / "ngf1000.pth")
+    state["main.0.weight"], state["main.12.weight"] = torch.randn(1, 4000, 4, 4), torch.randn(500, 3, 4, 4)
+    torch.save(state, tmp_path / "ngf500.pth")  # within the bounds, but the other tensors are ngf=8
+    with pytest.raises(ModelLoadError, match=r"mis-shaped tensors \['main.1.bias: expected \(4000,\), got \(64,\)"):
+        read_legacy(tmp_path / "ngf500.pth")
+    torch.save(Generator(ngf=8).state_dict(), tmp_path / "good.pth")
+    good = peak_rss_mb(f"from dcgan_hf.legacy import read_legacy\nread_legacy({str(tmp_path / 'good.pth')!r})")
+    hostile = peak_rss_mb("from dcgan_hf.legacy import read_legacy\ntry:\n"
+                          f"    read_legacy({str(tmp_path / 'ngf500.pth')!r})\nexcept dcgan_hf.ModelLoadError:\n    pass")
+    assert hostile < good + 100, (good, hostile)  # building Generator(nz=1, ngf=500) first cost ~500 MB
+
+
+def test_a_deflated_checkpoint_entry_is_refused_without_inflating_it(tmp_path):
+    from dcgan_hf.legacy import read_legacy
+
+    torch.save({"main.0.weight": torch.zeros(256, 1024)}, tmp_path / "plain.pth")
+    with zipfile.ZipFile(tmp_path / "plain.pth") as plain, \
+            zipfile.ZipFile(tmp_path / "bomb.pth", "w", compression=zipfile.ZIP_DEFLATED) as bomb:
+        for entry in plain.infolist():
+            bomb.writestr(entry.filename, plain.read(entry))
+    assert (tmp_path / "bomb.pth").stat().st_size < 10_000  # 1 MB of zeros, deflated
+    with pytest.raises(ModelLoadError, match=r"refused: the entry .* is compressed .*torch.save never compresses"):
+        read_legacy(tmp_path / "bomb.pth")
+
+
+def test_overwrite_refuses_a_folder_that_convert_did_not_make(tmp_path):
+    from dcgan_hf.convert import convert
+
+    torch.save(Generator(ngf=8).state_dict(), tmp_path / "netG.pth")
+    project = tmp_path / "project"
+    (project / ".git").mkdir(parents=True)
+    (project / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (project / "config.json").write_text("{}")  # a name convert writes does not make the folder convert's
+    with pytest.raises(FileExistsError, match=r"holds files convert did not write \(\.git/\)"):
+        convert(tmp_path / "netG.pth", project, overwrite=True)
+    assert (project / ".git" / "HEAD").is_file() and (project / "config.json").read_text() == "{}"
+    done = subprocess.run([sys.executable, "-m", "dcgan_hf", "convert", str(tmp_path / "netG.pth"), ".", "--overwrite"],
+                          cwd=project, capture_output=True, text=True, env=PYTHON_ENV)
+    assert done.returncode == 2 and done.stderr.startswith("error: . holds files convert did not write")
+    assert "Traceback" not in done.stderr and (project / ".git" / "HEAD").is_file()
