@@ -223,3 +223,26 @@ def test_overwrite_refuses_a_folder_that_convert_did_not_make(tmp_path):
                           cwd=project, capture_output=True, text=True, env=PYTHON_ENV)
     assert done.returncode == 2 and done.stderr.startswith("error: . holds files convert did not write")
     assert "Traceback" not in done.stderr and (project / ".git" / "HEAD").is_file()
+
+
+# -- 6. atomic writes never touch the process umask ------------------------------------------
+
+def test_write_atomic_never_changes_the_umask_and_still_follows_it(tmp_path):
+    from dcgan_hf.files import write_atomic
+
+    umask_calls = []
+
+    def watch(frame, event, arg):
+        if event == "c_call" and arg is os.umask:
+            umask_calls.append(arg)
+
+    previous = os.umask(0o027)
+    sys.setprofile(watch)
+    try:
+        target = write_atomic(tmp_path / "a.png", b"\x89PNG")
+    finally:
+        sys.setprofile(None)
+        os.umask(previous)
+    assert umask_calls == []  # a umask(0) window would give another thread's new files mode 0666
+    assert (target.stat().st_mode & 0o777) == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
