@@ -13,13 +13,18 @@ from __future__ import annotations
 import logging
 import sys
 
+from dcgan_hf.data import DataError
 from dcgan_hf.training import TrainConfig, train
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = TrainConfig.from_args(argv)
-    result = train(config)
+    try:
+        result = train(config)
+    except (DataError, FileNotFoundError) as error:  # no usable images, no disk space: one line, no traceback
+        logging.getLogger("train").error("%s", error)
+        return 2
     if result.interrupted:
         return 130
     failed = [push for push in result.pushes if not getattr(push, "ok", True)]

@@ -5,19 +5,29 @@ gigabytes or deleted data, built here in miniature. Every case must end in one c
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 import zipfile
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from dcgan_hf import Generator, ModelLoadError
 from dcgan_hf.models import SIZE_LIMITS
+
+from imagefiles import write_images
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON_ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -49,8 +59,12 @@ def config_text(**overrides) -> str:
 
 
 def peak_rss_mb(code: str) -> float:
-    """Peak resident memory of a fresh interpreter running ``code`` (after importing dcgan_hf)."""
-    script = f"import resource, sys, dcgan_hf\n{code}\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    """Peak resident memory (VmHWM) of a fresh interpreter running ``code`` after importing dcgan_hf.
+
+    Not ru_maxrss: Linux carries that over from the forking parent (this test process) across exec.
+    """
+    script = (f"import dcgan_hf\n{code}\n"
+              "print([line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')][0])")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=PYTHON_ENV, timeout=300)
     assert done.returncode == 0, done.stderr
     return int(done.stdout.split()[-1]) / 1024
@@ -223,6 +237,242 @@ def test_overwrite_refuses_a_folder_that_convert_did_not_make(tmp_path):
                           cwd=project, capture_output=True, text=True, env=PYTHON_ENV)
     assert done.returncode == 2 and done.stderr.startswith("error: . holds files convert did not write")
     assert "Traceback" not in done.stderr and (project / ".git" / "HEAD").is_file()
+
+
+# -- 3. training never dies on one bad image ----------------------------------------------------
+
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims width×height, with a few bytes of pixel data: what a bomb's header looks like."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def dead_pid() -> int:
+    """The id of a process that has just ended."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def test_bad_images_are_skipped_counted_and_reported_not_fatal(tmp_path, caplog):
+    from dcgan_hf.data import decode, load_cache
+
+    folder = tmp_path / "faces"
+    good = write_images(folder, 6)
+    odd_name = folder / os.fsdecode(b"x\xff.jpg")  # not UTF-8: once a UnicodeEncodeError in the fingerprint
+    odd_name.write_bytes(good[1].read_bytes())
+    png_header_only(folder / "bomb.png", 20_000, 20_000)  # PIL's own decompression-bomb error
+    png_header_only(folder / "large.png", 10_000, 5_000)  # below PIL's limit, above ours
+    Image.new("RGB", (300_000, 1)).save(folder / "strip.png")  # ~1 KB; resized to 64 high: 3.7 GB
+    with caplog.at_level("WARNING"):
+        cache = load_cache(folder, cache_dir=tmp_path / "cache", workers=2, progress=False)
+    assert len(cache) == 7  # the six, and the odd name (a copy of one of them)
+    copy = decode(good[1].read_bytes(), 64)
+    assert sum(np.array_equal(row, copy) for row in cache.images) == 2
+    reasons = dict(entry.split(" (", 1) for entry in cache.skipped)
+    assert set(reasons) == {"bomb.png", "large.png", "strip.png"}
+    assert "DecompressionBombError" in reasons["bomb.png"]
+    assert "10000×5000 pixels, more than 40,000,000: not decoded" in reasons["large.png"]
+    assert "300000×1 pixels, an aspect ratio beyond 16:1" in reasons["strip.png"]
+    assert "skipped 3 unreadable of 10 files" in caplog.text
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+    from dcgan_hf.data import decode
+
+    ramp = np.linspace(0, 65535, 80 * 80).reshape(80, 80).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "wide.png")
+    Image.fromarray(((ramp.astype(np.int64) + 128) // 257).astype(np.uint8)).save(tmp_path / "eight.png")
+    with Image.open(tmp_path / "wide.png") as image:
+        assert image.mode.startswith("I")  # PIL reads it as 16-bit integers
+    sixteen = decode((tmp_path / "wide.png").read_bytes(), 64)
+    eight = decode((tmp_path / "eight.png").read_bytes(), 64)
+    assert np.array_equal(sixteen, eight)  # the same picture in 8 bits (it used to be ~all 255)
+    assert 120 < sixteen.mean() < 135
+
+
+@pytest.fixture
+def shared_folder():
+    """A temporary folder an unprivileged user can enter (pytest's tmp_path is private to its owner)."""
+    with tempfile.TemporaryDirectory(prefix="dcgan-hostile-") as name:
+        os.chmod(name, 0o755)
+        yield Path(name)
+
+
+def test_links_loops_devices_and_unreadable_folders_are_skipped_and_reported(tmp_path, shared_folder):
+    from dcgan_hf.data import load_cache
+
+    folder = shared_folder
+    write_images(folder, 6)
+    (folder / "nested" / "loop").symlink_to("..")  # a folder link back up: would never end
+    (folder / "null.jpg").symlink_to(os.devnull)  # a device under an image name
+    os.mkfifo(folder / "pipe.png")  # reading would block for ever
+    (folder / "gone.jpg").symlink_to(folder / "missing.jpg")
+    (folder / "zlinked").symlink_to(folder / "nested")  # a link to a folder is read, a folder only once
+    locked = folder / "locked"
+    write_images(locked, 2)
+    locked.chmod(0)
+    try:
+        listing = list_as_unprivileged(folder)
+    finally:
+        locked.chmod(0o755)
+    assert listing["names"] == sorted_names_without(folder, "locked")
+    assert "locked/ (unreadable folder: Permission denied)" in listing["skipped"]
+    for entry in ("nested/loop/ (a link back to a folder above it (a loop)", "null.jpg (not a regular file",
+                  "pipe.png (not a regular file", "gone.jpg (No such file or directory)",
+                  "zlinked/ (another path to a folder read"):
+        assert any(skipped.startswith(entry) for skipped in listing["skipped"]), entry
+    cache = load_cache(folder, cache_dir=tmp_path / "cache", workers=1, progress=False)
+    assert len(cache) == len(sorted_names(folder)) == 6 + 2
+    assert any(entry.startswith("null.jpg") for entry in cache.skipped)
+
+
+def sorted_names(folder: Path) -> list[str]:
+    from dcgan_hf.data import find_images
+
+    return list(find_images(folder).names)
+
+
+def sorted_names_without(folder: Path, sub: str) -> list[str]:
+    return [name for name in sorted_names(folder) if not name.startswith(sub + "/")]
+
+
+def list_as_unprivileged(folder: Path) -> dict:
+    """find_images as a user who cannot read mode-000 folders (root reads everything)."""
+    from dcgan_hf.data import find_images
+
+    if os.geteuid() != 0:
+        source = find_images(folder)
+        return {"names": list(source.names), "skipped": list(source.skipped)}
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child only lists files, then leaves without running any clean-up of the parent's
+        try:
+            os.close(read)
+            os.setgid(65534)
+            os.setuid(65534)
+            source = find_images(folder)
+            result = {"names": list(source.names), "skipped": list(source.skipped)}
+        except BaseException as error:  # noqa: BLE001 - reported to the parent, which fails the test
+            result = {"error": repr(error)}
+        finally:
+            os.write(write, json.dumps(result).encode())
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as handle:
+        text = handle.read()
+    os.waitpid(pid, 0)
+    result = json.loads(text)
+    assert "error" not in result, result["error"]
+    return result
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda folder: None, r"no images \(\.jpg, \.jpeg, \.png, \.webp, \.bmp\) found under"),
+    (lambda folder: (folder / "a.jpg").write_text("no image"), "none of the 1 files in .* could be read as an image"),
+], ids=["empty", "nothing-usable"])
+def test_a_folder_without_usable_images_is_one_line(tmp_path, caplog, make, message):
+    import train
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    make(folder)
+    with caplog.at_level("ERROR"):
+        code = train.main(["--data", str(folder), "--output-dir", str(tmp_path / "run"), "--data-cache",
+                           str(tmp_path / "cache"), "--workers", "1", "--no-progress"])
+    assert code == 2
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1 and re.search(message, errors[0].getMessage()) and not errors[0].exc_info
+
+
+# -- 4. out of disk, signals, leftovers ---------------------------------------------------------
+
+def test_an_image_cache_larger_than_the_disk_is_refused_before_writing(tmp_path):
+    from dcgan_hf.data import DataError, load_cache
+
+    write_images(tmp_path / "faces", 2)
+    disk = shutil.disk_usage(tmp_path).total
+    resolution = math.isqrt(disk // 6) + 1  # two images of resolution² × 3 bytes: more than the whole disk
+    with pytest.raises(DataError, match=r"not enough disk space for the image cache .* --data-cache"):
+        load_cache(tmp_path / "faces", resolution=resolution, cache_dir=tmp_path / "cache", workers=1,
+                   progress=False)
+    assert list((tmp_path / "cache").iterdir()) == []  # no .tmp left behind
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_decode_workers_die_with_their_parent(tmp_path, signal_name):
+    os.mkfifo(tmp_path / "stuck.png")  # a worker opening it blocks until the parent is gone
+    script = (
+        "import os, sys\n"
+        "from dcgan_hf import data\n"
+        "task = ('folder', sys.argv[1], ['stuck.png'], 64)\n"
+        "for _ in data._map([task, task], workers=2): pass\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], env=PYTHON_ENV)
+    try:
+        workers = children_of(parent.pid, count=2, timeout=60)
+        time.sleep(0.5)  # let them reach the FIFO
+        parent.send_signal(getattr(signal, signal_name))
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(running(pid) for pid in workers):
+            time.sleep(0.1)
+        assert not [pid for pid in workers if running(pid)], "orphaned decode workers"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+def children_of(pid: int, count: int, timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        found = [int(child) for child in children.read_text().split()] if children.exists() else []
+        if len(found) >= count:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"the decode pool of {pid} never started")
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a dead orphan waits for init to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def test_stale_cache_and_hub_folder_copies_are_removed(tmp_path):
+    from dcgan_hf import Discriminator
+    from dcgan_hf.data import load_cache
+    from dcgan_hf.training import publish
+
+    write_images(tmp_path / "faces", 4)
+    cache, dead = tmp_path / "cache", dead_pid()
+    cache.mkdir()
+    stale = cache / f"{'0' * 24}.npy.1234abcd.tmp-{dead}"  # a cache a killed run was writing
+    live = cache / f"{'1' * 24}.npy.1234abcd.tmp-{os.getpid()}"  # one another (live) process is writing
+    stale.write_bytes(b"x" * 1000)
+    live.write_bytes(b"x")
+    load_cache(tmp_path / "faces", cache_dir=cache, workers=1, progress=False)
+    assert not stale.exists() and live.exists()
+
+    run = tmp_path / "run"
+    (run / f".hub.tmp-{dead}" / "training_state").mkdir(parents=True)  # a build killed half-way
+    (run / f".hub.old-{dead}").mkdir()
+    publish.remove_stale_builds(run / "hub")
+    assert list(run.iterdir()) == []
+    with pytest.raises(FileNotFoundError):  # a build that fails half-way (here: its checkpoint vanished)
+        publish.build_hub_folder(run / "hub", generator=Generator(ngf=8), discriminator=Discriminator(ndf=8),
+                                 checkpoint=tmp_path / "vanished", tensorboard_dir=None, extras={},
+                                 card={"title": "t", "training": {}})
+    assert list(run.iterdir()) == []  # its half-built copy is gone too
 
 
 # -- 6. atomic writes never touch the process umask ------------------------------------------
