@@ -475,6 +475,46 @@ def test_stale_cache_and_hub_folder_copies_are_removed(tmp_path):
     assert list(run.iterdir()) == []  # its half-built copy is gone too
 
 
+# -- 5. generate: every flag bounded, one line each -----------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "0-4294967295"], "4,294,967,296 seeds asked for; at most 4,096"),
+    (["--interpolate", "0-4294967295", "--out", "w.gif"], "at most 256"),
+    (["--interpolate", "1,2", "--frames", str(10**9), "--out", "w.gif"], "--frames must be from 2 to 1000"),
+    (["--nrow", "-3"], "--nrow must be from 1 to 4096, got -3"),
+    (["--device", "bogus"], "unknown device 'bogus'"),
+    (["--interpolate", "1,2", "--duration", "-5", "--out", "w.gif"], "--duration must be from 20 to 60000 ms"),
+    (["--out", "grid.txt"], "--out must end in .png, .jpg, .jpeg, .webp"),
+    (["--out", "grid"], "--out must end in"),
+    (["--interpolate", "1,2", "--out", "walk.mp4"], "--out for --interpolate must end in .gif"),
+], ids=["seeds", "keyframes", "frames", "nrow", "device", "duration", "txt", "no-suffix", "mp4"])
+def test_generate_flags_are_bounded_with_one_line(model_dir, tmp_path, capsys, args, message):
+    from dcgan_hf.__main__ import main
+
+    args = args if "--out" in args else [*args, "--out", "x.png"]
+    args[args.index("--out") + 1] = str(tmp_path / args[args.index("--out") + 1])
+    assert main(["generate", "--model", str(model_dir), *args]) == 2
+    error = capsys.readouterr().err
+    assert error.strip().count("\n") == 0 and message in error, error
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix, format_name", [(".jpg", "JPEG"), (".jpeg", "JPEG"), (".webp", "WEBP"),
+                                                 (".PNG", "PNG")])
+def test_generate_writes_the_format_its_file_name_says(model_dir, tmp_path, suffix, format_name):
+    from dcgan_hf.__main__ import main
+
+    out = tmp_path / f"grid{suffix}"
+    assert main(["generate", "--model", str(model_dir), "--seeds", "0-3", "--out", str(out)]) == 0
+    with Image.open(out) as image:
+        assert image.format == format_name and image.size == (134, 134)
+    strip = tmp_path / f"strip{suffix}"
+    assert main(["generate", "--model", str(model_dir), "--interpolate", "1,2", "--frames", "3", "--out",
+                 str(strip)]) == 0
+    with Image.open(strip) as image:
+        assert image.format == format_name and image.size == (3 * 66 + 2, 68)
+
+
 # -- 6. atomic writes never touch the process umask ------------------------------------------
 
 def test_write_atomic_never_changes_the_umask_and_still_follows_it(tmp_path):
