@@ -172,8 +172,8 @@ def test_bad_training_flags_are_one_line(flags, message, capsys):
     with pytest.raises(SystemExit) as exited:
         TrainConfig.from_args(["--dry-run", *flags])
     assert exited.value.code == 2
-    error = capsys.readouterr().err.strip().splitlines()[-1]  # argparse: the usage line, then this one
-    assert "error: invalid training config" in error and re.search(message, error), error
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "error: invalid training config" in error and re.search(message, error), error
 
 
 # -- 2. convert: bounded by the file's metadata, and --overwrite never destroys data --------------

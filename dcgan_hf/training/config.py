@@ -143,9 +143,9 @@ class TrainConfig:
         args = parser.parse_args(argv)
         try:
             return cls(**vars(args))
-        except ValueError as error:
-            parser.error(str(error))
-            raise  # unreachable: parser.error exits
+        except ValueError as error:  # one line, without the 20-line usage: the flags parsed, a value is wrong
+            parser.exit(2, f"{parser.prog}: error: {error}\n")
+            raise  # unreachable: parser.exit exits
 
     def changed_from_defaults(self) -> dict[str, Any]:
         """Only the knobs a user set: the shortest faithful record of a command line."""
