@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import os
+import reprlib
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Sequence
@@ -77,7 +78,7 @@ def check_size(name: str, value: Any) -> int:
     """``value`` as an architecture size within :data:`SIZE_LIMITS` (a bool is not an int)."""
     limit = SIZE_LIMITS[name]
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-        raise ModelLoadError(f"{name} must be a positive integer (at most {limit}), got {value!r}")
+        raise ModelLoadError(f"{name} must be a positive integer (at most {limit}), got {reprlib.repr(value)}")
     return value
 
 
@@ -229,12 +230,12 @@ class _HubModel(nn.Module):
         model_type = config.get("model_type", cls.model_type)
         if model_type != cls.model_type:
             raise ModelLoadError(
-                f"{source} holds a {model_type!r} model, not a {cls.model_type!r}; "
+                f"{source} holds a {reprlib.repr(model_type)} model, not a {cls.model_type!r}; "
                 f"load it with the matching class"
             )
         unknown = sorted(set(config) - set(cls.config_keys) - {"model_type"})
         if unknown:
-            raise ModelLoadError(f"{source}: unknown config keys {unknown} for {cls.__name__}")
+            raise ModelLoadError(f"{source}: unknown config keys {reprlib.repr(unknown)} for {cls.__name__}")
         sizes = {}
         for key in cls.config_keys:
             if key in config:
