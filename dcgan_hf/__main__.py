@@ -13,11 +13,19 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import torch
+
 from . import images as imaging
 from .files import write_atomic
 from .hub import BUNDLED_MODEL, load_generator
+from .latent import parse_seeds
 from .models import ModelLoadError
-from .sampling import interpolate, interpolation_gif, sample
+from .sampling import check_truncation, interpolate, interpolation_gif, sample
+
+MAX_SEEDS = 4096  # images per command: a grid of 4096 faces is 4226² pixels
+MAX_KEYFRAMES = 256  # seeds an interpolation passes through
+MIN_FRAMES, MAX_FRAMES = 2, 1000
+MIN_DURATION_MS, MAX_DURATION_MS = 20, 60_000  # browsers play GIF frames shorter than 20 ms at 100 ms
 
 
 def _generate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -32,14 +40,44 @@ def _generate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--truncation", type=float, default=1.0, help="scale of z (1.0 = off, <1 = safer faces)")
     parser.add_argument("--nrow", type=int, default=None, help="images per grid row (default: near-square)")
     parser.add_argument("--duration", type=int, default=80, help="GIF milliseconds per frame")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, …")
-    parser.add_argument("--out", required=True, help="output .png (grid / strip), .gif (animation) or folder/")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto")
+    parser.add_argument("--out", required=True,
+                        help="output .png/.jpg/.webp (grid / strip), .gif (animation) or folder/ (one PNG per seed)")
     return parser
+
+
+def check_args(args: argparse.Namespace) -> torch.device:
+    """Every flag checked before the model loads (a ValueError names the bad one); returns the device."""
+    from .serving import choose_device
+
+    out = Path(args.out)
+    to_folder = args.out.endswith(("/", "\\")) or out.is_dir()
+    suffix = out.suffix.lower()
+    formats = ", ".join(imaging.IMAGE_FORMATS)
+    if args.interpolate:
+        parse_seeds(args.interpolate, limit=MAX_KEYFRAMES)
+        if not MIN_FRAMES <= args.frames <= MAX_FRAMES:
+            raise ValueError(f"--frames must be from {MIN_FRAMES} to {MAX_FRAMES}, got {args.frames}")
+        if to_folder or (suffix != ".gif" and suffix not in imaging.IMAGE_FORMATS):
+            raise ValueError(f"--out for --interpolate must end in .gif (animation) or {formats} (strip), got {args.out!r}")
+    else:
+        parse_seeds(args.seeds, limit=MAX_SEEDS)
+        if suffix == ".gif" and not to_folder:
+            raise ValueError("a .gif needs --interpolate SEEDS; for a grid use .png")
+        if not to_folder and suffix not in imaging.IMAGE_FORMATS:
+            raise ValueError(f"--out must end in {formats} (a grid) or / (a folder), got {args.out!r}")
+    if args.nrow is not None and not 1 <= args.nrow <= MAX_SEEDS:
+        raise ValueError(f"--nrow must be from 1 to {MAX_SEEDS}, got {args.nrow}")
+    if not MIN_DURATION_MS <= args.duration <= MAX_DURATION_MS:
+        raise ValueError(f"--duration must be from {MIN_DURATION_MS} to {MAX_DURATION_MS} ms, got {args.duration}")
+    check_truncation(args.truncation)
+    return choose_device(args.device)
 
 
 def generate(args: argparse.Namespace) -> int:
     """Render a grid (or individual PNGs) for seeds, or an interpolation as GIF/strip."""
-    generator = load_generator(args.model, device=args.device)
+    device = check_args(args)
+    generator = load_generator(args.model, device=device)
     out = Path(args.out)
     if args.interpolate:
         frames = interpolate(generator, args.interpolate, args.frames, method=args.method, closed=args.loop,
@@ -47,22 +85,18 @@ def generate(args: argparse.Namespace) -> int:
         if out.suffix.lower() == ".gif":
             data = interpolation_gif(frames, duration_ms=args.duration)
         else:
-            data = imaging.png_bytes(imaging.grid_image(frames, nrow=args.nrow or len(frames)))
+            data = imaging.image_bytes(imaging.grid_image(frames, nrow=args.nrow or len(frames)), out.suffix)
         write_atomic(out, data)
         print(f"wrote {len(frames)} frames to {out}")
         return 0
     images = sample(generator, args.seeds, truncation=args.truncation)
     if args.out.endswith(("/", "\\")) or out.is_dir():
         out.mkdir(parents=True, exist_ok=True)
-        from .latent import parse_seeds
-
         for seed, image in zip(parse_seeds(args.seeds), imaging.to_pil(images)):
             write_atomic(out / f"seed{seed:010d}.png", imaging.png_bytes(image))
         print(f"wrote {len(images)} images to {out}/")
         return 0
-    if out.suffix.lower() == ".gif":
-        raise ValueError("a .gif needs --interpolate SEEDS; for a grid use .png")
-    write_atomic(out, imaging.png_bytes(imaging.grid_image(images, nrow=args.nrow)))
+    write_atomic(out, imaging.image_bytes(imaging.grid_image(images, nrow=args.nrow), out.suffix))
     print(f"wrote a grid of {len(images)} images to {out}")
     return 0
 

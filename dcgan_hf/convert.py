@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from .legacy import LegacyCheckpoint, read_legacy
 
 DISCRIMINATOR_FOLDER = "discriminator"
+WRITTEN_FILES = ("config.json", "model.safetensors", "README.md")  # what save_pretrained writes, per folder
 
 LAYOUT_HELP = """\
 formats: the DCGAN tutorial's {"g_model_state_dict", "d_model_state_dict", "epoch"}
@@ -30,13 +31,17 @@ OUT_DIR/discriminator/ the discriminator, when the checkpoint has one. Naming
 netG_epoch_N.pth or netD_epoch_N.pth converts both when the other file of the pair
 lies beside it. A checkpoint with only a discriminator fills only OUT_DIR/discriminator/,
 so the layout never changes.
+
+--overwrite replaces only a folder convert made: one holding nothing but these files
+(and discriminator/ with the same); any other file in OUT_DIR makes convert refuse.
 """
 
 
 def check_destination(out_dir: str | os.PathLike, *, overwrite: bool, sources: Sequence[Path] = ()) -> None:
-    """Refuse a non-empty OUT_DIR unless ``overwrite``, and never one holding a source file."""
+    """Refuse a non-empty OUT_DIR unless ``overwrite``; even then, refuse one holding anything
+    convert does not write (a project, a .git, the source checkpoint): it would be deleted."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
         raise FileExistsError(f"{out_dir} exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         if not overwrite:
@@ -44,6 +49,25 @@ def check_destination(out_dir: str | os.PathLike, *, overwrite: bool, sources: S
         for source in sources:
             if out_dir.resolve() in Path(source).resolve().parents:
                 raise ValueError(f"{out_dir} holds the checkpoint being converted ({source}); choose another OUT_DIR")
+        foreign = _not_written_by_convert(out_dir)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise FileExistsError(
+                f"{out_dir} holds files convert did not write ({shown}); --overwrite only replaces a "
+                f"folder convert made, so choose a new or empty OUT_DIR"
+            )
+
+
+def _not_written_by_convert(out_dir: Path) -> list[str]:
+    """Entries of ``out_dir`` other than convert's own files (see WRITTEN_FILES)."""
+    foreign = []
+    for entry in sorted(out_dir.iterdir()):
+        if entry.name == DISCRIMINATOR_FOLDER and entry.is_dir() and not entry.is_symlink():
+            foreign += [f"{entry.name}/{inner.name}" for inner in sorted(entry.iterdir())
+                        if inner.name not in WRITTEN_FILES or inner.is_symlink() or not inner.is_file()]
+        elif entry.name not in WRITTEN_FILES or entry.is_symlink() or not entry.is_file():
+            foreign.append(entry.name + ("/" if entry.is_dir() else ""))
+    return foreign
 
 
 def _card(checkpoint: LegacyCheckpoint, source: Path | None, repo_id: str | None, local_path: str) -> dict[str, Any]:

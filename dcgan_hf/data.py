@@ -7,12 +7,20 @@ cache moves to device memory and batches are gathered, flipped and normalised th
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import io
 import json
 import logging
+import math
 import os
-import tempfile
+import secrets
+import shutil
+import signal
+import stat
+import threading
+import time
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -25,13 +33,26 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import v2 as transforms
 from tqdm.auto import tqdm
 
-from .files import write_atomic
+from .files import remove_stale, write_atomic
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 CACHE_FORMAT = 1  # bump when the transform or the file layout changes
 CELEBA_PARTITIONS = {"train": "0", "valid": "1", "test": "2"}
+# What one training image may be, checked from the file size and the image header before
+# decoding; anything larger is skipped and reported like an unreadable file. A 40-megapixel
+# photo decodes in ~120 MB; a 20000×20000 PNG of 400 KB would take 1.2 GB, and a 1×300000
+# strip, resized to 64 pixels high, 3.7 GB.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000
+MAX_ASPECT_RATIO = 16
+CACHE_STAGING = "*.npy.*.tmp-*"  # <fingerprint>.npy.<random>.tmp-<pid>: a cache being written
+PR_SET_PDEATHSIG = 1  # from linux/prctl.h
+
+
+class DataError(ValueError):
+    """The training images cannot be used as given (none found, none readable, no disk space for them)."""
 
 
 @dataclass(frozen=True)
@@ -42,12 +63,16 @@ class ImageSource:
     root: Path
     names: tuple[str, ...]
     stamps: tuple[str, ...]  # per file: size + mtime (folder) or size + CRC (zip)
+    skipped: tuple[str, ...] = ()  # found while listing: unreadable folders, devices, broken links, loops
 
     def fingerprint(self, resolution: int) -> str:
         """Changes whenever a file, the file list, the transform or the cache format does."""
         digest = hashlib.sha256(f"{CACHE_FORMAT}|{resolution}|{self.kind}".encode())
         for name, stamp in zip(self.names, self.stamps):
-            digest.update(f"{name}\0{stamp}\n".encode())
+            # file names are bytes on POSIX; undecodable ones arrive as surrogates (PEP 383)
+            digest.update(f"{name}\0{stamp}\n".encode("utf-8", "surrogateescape"))
+        for problem in self.skipped:  # a folder made readable later changes the cache
+            digest.update(f"skipped\0{problem}\n".encode("utf-8", "surrogateescape"))
         return digest.hexdigest()[:24]
 
 
@@ -61,6 +86,8 @@ def find_images(path: str | os.PathLike, split: str = "train") -> ImageSource:
     root = Path(path).expanduser()
     if not root.exists():
         raise FileNotFoundError(f"no such data folder or zip: {root}")
+    if not os.access(root, os.R_OK | (os.X_OK if root.is_dir() else 0)):
+        raise DataError(f"cannot read {root}: permission denied")
     if root.is_dir():
         for candidate in (root, root / "celeba"):
             if (candidate / "list_eval_partition.txt").is_file():
@@ -68,21 +95,71 @@ def find_images(path: str | os.PathLike, split: str = "train") -> ImageSource:
         return _folder(root)
     if zipfile.is_zipfile(root):
         return _zip(root)
-    raise ValueError(f"{root} is neither a folder of images nor a .zip file")
+    raise DataError(f"{root} is neither a folder of images nor a .zip file")
 
 
 def _folder(root: Path, keep: set[str] | None = None) -> ImageSource:
-    names, stamps = [], []
-    for file in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
-        name = file.relative_to(root).as_posix()
-        if keep is not None and file.name not in keep:
+    found, skipped = _scan(root, keep)
+    if not found:
+        detail = f"; skipped {len(skipped)}: {'; '.join(skipped[:3])}" if skipped else ""
+        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}{detail}")
+    found.sort(key=lambda item: item[0].split("/"))
+    return ImageSource("folder", root, tuple(name for name, _ in found),
+                       tuple(f"{info.st_size}:{info.st_mtime_ns}" for _, info in found), tuple(sorted(skipped)))
+
+
+def _scan(root: Path, keep: set[str] | None) -> tuple[list[tuple[str, os.stat_result]], list[str]]:
+    """Image files under ``root``, and what was skipped and why.
+
+    Links to folders are followed, each real folder read once (the first path in name order);
+    unreadable folders, link loops, broken links, devices and pipes are reported, never fatal.
+    """
+    found: list[tuple[str, os.stat_result]] = []
+    skipped: list[str] = []
+    visited: set[tuple[int, int]] = set()
+    pending: list[tuple[Path, frozenset[tuple[int, int]]]] = [(root, frozenset())]
+    while pending:
+        folder, above = pending.pop()
+        label = folder.relative_to(root).as_posix() + "/"
+        try:
+            info = folder.stat()
+            key = (info.st_dev, info.st_ino)
+            if key in visited:
+                why = "a link back to a folder above it (a loop)" if key in above else "another path to a folder read"
+                skipped.append(f"{label} ({why}: not followed)")
+                continue
+            visited.add(key)
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as error:
+            skipped.append(f"{label} (unreadable folder: {error.strerror or error})")
             continue
-        info = file.stat()
-        names.append(name)
-        stamps.append(f"{info.st_size}:{info.st_mtime_ns}")
-    if not names:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
-    return ImageSource("folder", root, tuple(names), tuple(stamps))
+        subfolders = []
+        for entry in entries:
+            path = Path(entry.path)
+            name = path.relative_to(root).as_posix()
+            try:
+                is_folder = entry.is_dir()  # follows links; a link loop or a broken link is not a folder
+            except OSError:
+                is_folder = False
+            if is_folder:
+                subfolders.append(path)
+                continue
+            if path.suffix.lower() not in IMAGE_SUFFIXES or (keep is not None and entry.name not in keep):
+                continue
+            try:
+                info = os.stat(path)
+            except OSError as error:
+                skipped.append(f"{name} ({error.strerror or error})")
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                skipped.append(f"{name} (not a regular file: a device, pipe or socket)")
+            elif info.st_size > MAX_FILE_BYTES:
+                skipped.append(f"{name} ({info.st_size:,} bytes: larger than {MAX_FILE_BYTES:,})")
+            else:
+                found.append((name, info))
+        pending.extend((path, above | {key}) for path in reversed(subfolders))  # depth first, in name order
+    return found, skipped
 
 
 def _zip(path: Path, keep: set[str] | None = None) -> ImageSource:
@@ -96,7 +173,7 @@ def _zip(path: Path, keep: set[str] | None = None) -> ImageSource:
     if keep is not None:
         members = [info for info in members if Path(info.filename).name in keep]
     if not members:
-        raise ValueError(f"no images found inside {path}")
+        raise DataError(f"no images found inside {path}")
     return ImageSource(
         "zip", path, tuple(m.filename for m in members), tuple(f"{m.file_size}:{m.CRC:08x}" for m in members)
     )
@@ -104,7 +181,7 @@ def _zip(path: Path, keep: set[str] | None = None) -> ImageSource:
 
 def _celeba_root(root: Path, split: str) -> ImageSource:
     if split not in CELEBA_PARTITIONS:
-        raise ValueError(f"CelebA split must be one of {sorted(CELEBA_PARTITIONS)}, got {split!r}")
+        raise DataError(f"CelebA split must be one of {sorted(CELEBA_PARTITIONS)}, got {split!r}")
     wanted = CELEBA_PARTITIONS[split]
     keep = set()
     for line in (root / "list_eval_partition.txt").read_text().split("\n"):
@@ -115,7 +192,7 @@ def _celeba_root(root: Path, split: str) -> ImageSource:
         return _folder(root / "img_align_celeba", keep)
     if (root / "img_align_celeba.zip").is_file():
         return _zip(root / "img_align_celeba.zip", keep)
-    raise ValueError(f"{root} has list_eval_partition.txt but no img_align_celeba/ or img_align_celeba.zip")
+    raise DataError(f"{root} has list_eval_partition.txt but no img_align_celeba/ or img_align_celeba.zip")
 
 
 def transform_for(resolution: int) -> transforms.Compose:
@@ -124,14 +201,31 @@ def transform_for(resolution: int) -> transforms.Compose:
 
 
 def decode(data: bytes, resolution: int) -> np.ndarray:
-    """Encoded image bytes → (resolution, resolution, 3) uint8; raises on unreadable data."""
+    """Encoded image bytes → (resolution, resolution, 3) uint8; raises on unreadable data.
+
+    The size in the header is checked before any pixel is decoded (see MAX_IMAGE_PIXELS,
+    MAX_ASPECT_RATIO); 16-bit greyscale is scaled to 8 bits rather than clipped.
+    """
     with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise ValueError(f"{width}×{height} pixels, more than {MAX_IMAGE_PIXELS:,}: not decoded")
+        if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+            raise ValueError(f"{width}×{height} pixels, an aspect ratio beyond {MAX_ASPECT_RATIO}:1: not decoded")
         image.load()  # truncated files fail here rather than half-decoded
-        rgb = image.convert("RGB")
+        rgb = _to_rgb(image)
     out = np.asarray(transform_for(resolution)(rgb), dtype=np.uint8)
     if out.shape != (resolution, resolution, 3):
         raise ValueError(f"decoded to shape {out.shape}")
     return out
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB; 16-bit greyscale (PIL's "I;16…"/"I") is scaled by 255/65535, which PIL's convert would clip."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        wide = np.asarray(image).astype(np.int64)
+        return Image.fromarray(((np.clip(wide, 0, 65535) + 128) // 257).astype(np.uint8), mode="L").convert("RGB")
+    return image.convert("RGB")
 
 
 def _decode_chunk(task: tuple[str, str, Sequence[str], int]) -> list[np.ndarray | str]:
@@ -142,14 +236,24 @@ def _decode_chunk(task: tuple[str, str, Sequence[str], int]) -> list[np.ndarray 
     try:
         for name in names:
             try:
-                data = archive.read(name) if archive else (Path(root) / name).read_bytes()
-                results.append(decode(data, resolution))
-            except (OSError, UnidentifiedImageError, ValueError, zipfile.BadZipFile, SyntaxError) as error:
+                results.append(decode(_read(archive, root, name), resolution))
+            except UnidentifiedImageError:
+                results.append("UnidentifiedImageError: not an image format PIL can read")
+            except (OSError, ValueError, zipfile.BadZipFile, SyntaxError, MemoryError,
+                    Image.DecompressionBombError) as error:
                 results.append(f"{type(error).__name__}: {error}")
     finally:
         if archive:
             archive.close()
     return results
+
+
+def _read(archive: zipfile.ZipFile | None, root: str, name: str) -> bytes:
+    """One file's bytes, refused before reading when larger than MAX_FILE_BYTES."""
+    size = archive.getinfo(name).file_size if archive else os.stat(Path(root) / name).st_size
+    if size > MAX_FILE_BYTES:
+        raise ValueError(f"{size:,} bytes, larger than {MAX_FILE_BYTES:,}: not read")
+    return archive.read(name) if archive else (Path(root) / name).read_bytes()
 
 
 @dataclass
@@ -200,16 +304,23 @@ def load_cache(
         meta = json.loads(meta_path.read_text())
         images = np.load(array_path, mmap_mode="c")  # copy-on-write: writable for torch, never written back
         log.info("reusing image cache %s (%d images from %s)", array_path, len(images), source.root)
+        _report_skipped(meta.get("skipped", []), len(images), source.root)
         return ImageCache(images, fingerprint, str(source.root), meta.get("skipped", []))
     folder.mkdir(parents=True, exist_ok=True)
-    images, skipped = _build_cache(source, resolution, array_path, workers, progress)
+    remove_stale(folder, CACHE_STAGING)  # what a killed run left (each a partial copy of the data)
+    images, unreadable = _build_cache(source, resolution, array_path, workers, progress)
+    skipped = list(source.skipped) + unreadable
     meta = {"source": str(source.root), "kind": source.kind, "count": len(images), "resolution": resolution,
             "skipped": skipped, "format": CACHE_FORMAT}
     write_atomic(meta_path, json.dumps(meta, indent=1))
-    if skipped:
-        log.warning("skipped %d unreadable of %d files in %s; first: %s", len(skipped), len(source.names),
-                    source.root, "; ".join(skipped[:5]))
+    _report_skipped(skipped, len(images), source.root)
     return ImageCache(images, fingerprint, str(source.root), skipped)
+
+
+def _report_skipped(skipped: Sequence[str], used: int, root: Path) -> None:
+    if skipped:
+        log.warning("skipped %d unreadable of %d files in %s; first: %s", len(skipped), used + len(skipped),
+                    root, "; ".join(skipped[:5]))
 
 
 def _build_cache(
@@ -219,11 +330,9 @@ def _build_cache(
     workers = workers or len(os.sched_getaffinity(0))
     chunk = max(1, min(512, count // (workers * 4) or 1))
     tasks = [(source.kind, str(source.root), source.names[i : i + chunk], resolution) for i in range(0, count, chunk)]
-    fd, tmp_name = tempfile.mkstemp(dir=array_path.parent, prefix=array_path.stem, suffix=".npy.tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _staging_path(array_path)
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(count, resolution, resolution, 3))
+        out = _reserved_memmap(tmp, (count, resolution, resolution, 3))
         written, skipped = 0, []
         bar = tqdm(total=count, desc=f"decoding {source.root.name}", unit="img", disable=not progress)
         results = _map(tasks, workers)
@@ -237,30 +346,93 @@ def _build_cache(
             bar.update(len(names))
         bar.close()
         if written == 0:
-            raise ValueError(f"none of the {count} files in {source.root} could be read as an image")
+            shown = "; ".join(skipped[:3])
+            raise DataError(f"none of the {count} files in {source.root} could be read as an image: {shown}")
         out.flush()
         del out
         if written < count:  # compact: the array on disk must hold exactly the good images
             full = np.load(tmp, mmap_mode="r")
-            fd, compact_name = tempfile.mkstemp(dir=array_path.parent, prefix=array_path.stem, suffix=".npy.tmp")
-            os.close(fd)
-            compact = np.lib.format.open_memmap(compact_name, mode="w+", dtype=np.uint8, shape=(written,) + full.shape[1:])
-            compact[:] = full[:written]
-            compact.flush()
-            del compact, full
-            os.replace(compact_name, tmp)
+            compact_path = _staging_path(array_path)
+            try:
+                compact = _reserved_memmap(compact_path, (written,) + full.shape[1:])
+                compact[:] = full[:written]
+                compact.flush()
+                del compact, full
+                os.replace(compact_path, tmp)
+            finally:
+                compact_path.unlink(missing_ok=True)
         os.replace(tmp, array_path)
     finally:
         tmp.unlink(missing_ok=True)
     return np.load(array_path, mmap_mode="c"), skipped
 
 
+def _staging_path(array_path: Path) -> Path:
+    """A cache being written: named for its writer's pid, so a later run can tell it is stale."""
+    return array_path.with_name(f"{array_path.name}.{secrets.token_hex(4)}.tmp-{os.getpid()}")
+
+
+def _reserved_memmap(path: Path, shape: tuple[int, ...]) -> np.memmap:
+    """A new uint8 .npy memory map whose disk blocks are allocated up front.
+
+    Writing into a sparse memory-mapped file on a full disk kills the process with SIGBUS
+    (no message, no clean-up); checking the free space and reserving the blocks first turns
+    that into a DataError saying how much space is needed.
+    """
+    needed = math.prod(shape) + 4096  # uint8; the .npy header is well under a page
+    free = shutil.disk_usage(path.parent).free
+    if needed > free:
+        raise DataError(_no_space(path.parent, needed, free))
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    if hasattr(os, "posix_fallocate"):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # some file systems cannot reserve: go on
+                del array
+                raise DataError(_no_space(path.parent, needed, shutil.disk_usage(path.parent).free)) from error
+        finally:
+            os.close(fd)
+    return array
+
+
+def _no_space(folder: Path, needed: int, free: int) -> str:
+    def size(count: int) -> str:
+        return f"{count / 2**30:.2f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
+
+    return (f"not enough disk space for the image cache in {folder}: it needs {size(needed)} and {size(free)} "
+            f"are free; free some space, or put the cache on a larger disk with --data-cache DIR (or DCGAN_HF_CACHE)")
+
+
 def _map(tasks: list, workers: int) -> Iterator[list[np.ndarray | str]]:
     if workers <= 1 or len(tasks) <= 1:
         yield from map(_decode_chunk, tasks)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         yield from pool.map(_decode_chunk, tasks)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Decode-worker start-up: end when the parent does, however it ends (SIGTERM, kill -9).
+
+    On Linux the kernel sends SIGKILL (PR_SET_PDEATHSIG); elsewhere a thread polls the parent.
+    Orphaned workers would otherwise wait on their queue forever.
+    """
+    try:
+        armed = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0
+    except (OSError, AttributeError, TypeError):
+        armed = False
+    if os.getppid() != parent:  # it died before the signal was armed
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 class DeviceBatches:
@@ -292,7 +464,7 @@ class DeviceBatches:
         self.channels_last = channels_last
         self.steps_per_epoch = len(images) // world_size // batch_size
         if self.steps_per_epoch == 0:
-            raise ValueError(
+            raise DataError(
                 f"{len(images)} images are fewer than one batch of {batch_size} per rank × {world_size} ranks"
             )
 

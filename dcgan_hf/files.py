@@ -2,13 +2,15 @@
 
 Every small output (grids, GIFs, plots, JSON, caches' side files, the demo's results) goes
 through :func:`write_atomic`: written beside the target under a unique name, then renamed.
-Checkpoints, being folders, have their own rename in ``training.checkpoint``.
+Checkpoints, being folders, have their own rename in ``training.checkpoint``. Temporaries
+named ``….tmp-<pid>`` that a killed process left behind are found by :func:`remove_stale`.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import shutil
 from pathlib import Path
 
 
@@ -16,19 +18,58 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     """Write ``data`` (str as UTF-8) to ``path`` atomically; safe with concurrent writers."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    staging, fd = _create_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(staging, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs follow the umask
         os.replace(staging, path)
     except BaseException:
-        Path(staging).unlink(missing_ok=True)
+        staging.unlink(missing_ok=True)
         raise
     return path
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _create_beside(path: Path) -> tuple[Path, int]:
+    """A new, uniquely named file beside ``path``, open for writing.
+
+    Created with mode 0o666, which the kernel narrows by the process umask as for any other
+    file; the umask is never read or changed (changing it races with other threads).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        staging = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        try:
+            return staging, os.open(staging, flags, 0o666)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file beside {path}")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(folder: str | os.PathLike, pattern: str) -> list[Path]:
+    """Delete ``folder``'s entries matching ``pattern`` whose name ends in ``-<pid>`` of a dead process.
+
+    Staging files and folders carry their writer's pid, so what a crash, ``kill -9`` or a
+    full disk left behind can be told from what another live process is still writing.
+    """
+    removed = []
+    for stale in Path(folder).glob(pattern):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and process_alive(int(pid)):
+            continue
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+        removed.append(stale)
+    return removed

@@ -112,6 +112,20 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}  # file suffix → PIL format
+
+
+def image_bytes(image: Image.Image, suffix: str) -> bytes:
+    """``image`` encoded as a file named ``*suffix`` must hold: PNG or lossless WebP, or JPEG at quality 95."""
+    format_name = IMAGE_FORMATS.get(suffix.lower())
+    if format_name is None:
+        raise ValueError(f"cannot write a {suffix or 'suffix-less'} image: use {', '.join(IMAGE_FORMATS)}")
+    options = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}.get(format_name, {})
+    buffer = io.BytesIO()
+    image.save(buffer, format=format_name, **options)
+    return buffer.getvalue()
+
+
 def gif_bytes(frames: Sequence[Image.Image], duration_ms: int = 80, loop: bool = True) -> bytes:
     """An animated GIF; frames keep their exact colours when they hold ≤ 256 of them."""
     if len(frames) == 0:

@@ -27,12 +27,18 @@ def check_seed(seed: object) -> int:
     return seed
 
 
-def parse_seeds(spec: str | int | Iterable[int]) -> list[int]:
-    """``"0-15,42"`` → [0, 1, …, 15, 42]; ints and iterables of ints pass through checked."""
+def parse_seeds(spec: str | int | Iterable[int], limit: int | None = None) -> list[int]:
+    """``"0-15,42"`` → [0, 1, …, 15, 42]; ints and iterables of ints pass through checked.
+
+    ``limit`` bounds how many seeds may be asked for, checked before the list is built
+    (``"0-4294967295"`` is 4 billion of them).
+    """
     if isinstance(spec, int):
         return [check_seed(spec)]
     if not isinstance(spec, str):
-        return [check_seed(seed) for seed in spec]
+        seeds = [check_seed(seed) for seed in spec]
+        _check_count(len(seeds), limit)
+        return seeds
     seeds: list[int] = []
     for part in spec.replace(" ", "").split(","):
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
@@ -43,8 +49,14 @@ def parse_seeds(spec: str | int | Iterable[int]) -> list[int]:
         if last < first:
             raise ValueError(f"seed range {part!r} runs backwards")
         check_seed(first), check_seed(last)
+        _check_count(len(seeds) + last - first + 1, limit)
         seeds.extend(range(first, last + 1))
     return seeds
+
+
+def _check_count(count: int, limit: int | None) -> None:
+    if limit is not None and count > limit:
+        raise ValueError(f"{count:,} seeds asked for; at most {limit:,} at a time")
 
 
 def latent(seed: int, nz: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .models import Discriminator, Generator, ModelLoadError
+from .models import Discriminator, Generator, ModelLoadError, check_size
 
 TUTORIAL_KEYS = ("g_model_state_dict", "d_model_state_dict")
 EXAMPLES_NAME = re.compile(r"net(?P<net>[GD])_epoch_(?P<epoch>\d+)\.pth")
@@ -35,6 +36,8 @@ WRAPPER_PREFIX = "module."  # nn.DataParallel / DistributedDataParallel, possibl
 HUGGAN_PREFIX, CLASSIC_PREFIX = "model.", "main."
 GENERATOR_LAST_CONV = "main.12.weight"
 DISCRIMINATOR_LAST_CONV = "main.11.weight"
+MAX_PICKLE_BYTES = 16 * 1024 * 1024  # the pickled structure of a state dict (the tensors are stored beside it)
+MAX_ZIP_ENTRIES = 10_000
 
 
 class UnsafeCheckpointError(ModelLoadError):
@@ -58,14 +61,23 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
 
     There is deliberately no fallback to ``weights_only=False``: a file that needs it is
     refused, since unpickling arbitrary objects can execute code chosen by its author.
+    Nothing the file declares is allocated unchecked: a zip checkpoint's entries must be
+    stored uncompressed (as ``torch.save`` writes them; a deflated one could be a bomb) and
+    are memory-mapped, not read; then no tensor may claim more values than its storage holds
+    (a zero-stride view of 4 bytes can claim terabytes).
     """
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such checkpoint file" + (" (it is a folder)" if path.is_dir() else ""))
     try:
+        zipped = zipfile.is_zipfile(path)
+        if zipped:
+            _check_zip_entries(path)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+    except ModelLoadError:
+        raise
     except pickle.UnpicklingError as error:
         if "Weights only load failed" in str(error):
             raise _refusal(path, str(error)) from None
@@ -74,6 +86,50 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         raise ModelLoadError(f"{path}: cannot read the file ({error.strerror or error})") from None
     except Exception as error:  # torch raises KeyError, EOFError, RuntimeError… for non-checkpoints
         raise _unreadable(path, error) from None
+    _check_tensors(payload, path)
+    return payload
+
+
+def _check_zip_entries(path: Path) -> None:
+    """Refuse a zip checkpoint whose entries would inflate: torch.save stores them uncompressed."""
+    size = path.stat().st_size
+    with zipfile.ZipFile(path) as archive:
+        entries = archive.infolist()
+    if len(entries) > MAX_ZIP_ENTRIES:
+        raise ModelLoadError(f"{path}: refused: {len(entries):,} zip entries; a checkpoint has a few per tensor")
+    for entry in entries:
+        if entry.compress_type != zipfile.ZIP_STORED:
+            raise ModelLoadError(
+                f"{path}: refused: the entry {entry.filename} is compressed ({entry.file_size:,} bytes unpacked from "
+                f"{entry.compress_size:,}); torch.save never compresses, and inflating it could exhaust memory"
+            )
+        if entry.file_size > size:
+            raise ModelLoadError(f"{path}: refused: the entry {entry.filename} claims {entry.file_size:,} bytes, "
+                                 f"more than the whole file ({size:,})")
+        if entry.filename.endswith("data.pkl") and entry.file_size > MAX_PICKLE_BYTES:
+            raise ModelLoadError(f"{path}: refused: a {entry.file_size:,}-byte pickle; a state dict's is a few KB")
+
+
+def _check_tensors(payload: Any, path: Path) -> None:
+    """Every tensor in ``payload`` must be backed by its own bytes, with no zero-stride expansion."""
+    stack, seen = [payload], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > 1_000_000:
+            raise ModelLoadError(f"{path}: refused: more than a million objects; not a DCGAN checkpoint")
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, torch.Tensor):
+            needed = item.numel() * item.element_size()
+            available = item.untyped_storage().nbytes() - item.storage_offset() * item.element_size()
+            if needed > available or any(stride == 0 and size > 1 for size, stride in zip(item.shape, item.stride())):
+                raise ModelLoadError(
+                    f"{path}: refused: a tensor of shape {tuple(item.shape)} and strides {item.stride()} "
+                    f"repeats {available:,} stored bytes as {needed:,}; checkpoints hold each value once"
+                )
 
 
 def _refusal(path: Path, message: str) -> ModelLoadError:
@@ -145,6 +201,24 @@ def _shape(state: Mapping[str, torch.Tensor], key: str, source: str, what: str) 
     return shape
 
 
+def _sizes(source: str, what: str, **sizes: int) -> dict[str, int]:
+    """The sizes read off the tensors, within the models' bounds (checked before anything is built)."""
+    try:
+        return {name: check_size(name, value) for name, value in sizes.items()}
+    except ModelLoadError as error:
+        raise ModelLoadError(f"{source}: the {what}'s tensor shapes imply {error}") from None
+
+
+def _build(cls: type[Generator] | type[Discriminator], sizes: dict[str, int], state: Mapping[str, torch.Tensor],
+           source: str) -> Any:
+    """Check every shape and dtype against a model of ``sizes`` (allocating nothing), then build and load it."""
+    filled = fill_num_batches_tracked(dict(state))
+    cls.check_fits(sizes, {key: (tuple(value.shape), value.dtype) for key, value in filled.items()}, source)
+    model = cls(**sizes)
+    model.load_state_dict_strict(filled, source=source)
+    return model.eval()
+
+
 def build_generator(state: Mapping[str, torch.Tensor], source: str) -> Generator:
     """A Generator sized from ``state`` (nz, 8·ngf from main.0; nc from main.12), strictly loaded."""
     nz, first_channels, _, _ = _shape(state, "main.0.weight", source, "generator")
@@ -153,17 +227,14 @@ def build_generator(state: Mapping[str, torch.Tensor], source: str) -> Generator
             f"{source}: main.0.weight has {first_channels} output channels; a DCGAN generator has 8·ngf there"
         )
     _, nc, _, _ = _shape(state, GENERATOR_LAST_CONV, source, "generator")
-    model = Generator(nz=nz, ngf=first_channels // 8, nc=nc)
-    model.load_state_dict_strict(fill_num_batches_tracked(dict(state)), source=f"{source} (generator)")
-    return model.eval()
+    sizes = _sizes(source, "generator", nz=nz, ngf=first_channels // 8, nc=nc)
+    return _build(Generator, sizes, state, f"{source} (generator)")
 
 
 def build_discriminator(state: Mapping[str, torch.Tensor], source: str) -> Discriminator:
     """A Discriminator sized from ``state`` (ndf, nc from main.0), strictly loaded."""
     ndf, nc, _, _ = _shape(state, "main.0.weight", source, "discriminator")
-    model = Discriminator(nc=nc, ndf=ndf)
-    model.load_state_dict_strict(fill_num_batches_tracked(dict(state)), source=f"{source} (discriminator)")
-    return model.eval()
+    return _build(Discriminator, _sizes(source, "discriminator", nc=nc, ndf=ndf), state, f"{source} (discriminator)")
 
 
 def _build_either(state: Mapping[str, torch.Tensor], source: str) -> Generator | Discriminator:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import reprlib
+from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Sequence
 
@@ -21,7 +24,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
@@ -41,6 +44,21 @@ HUB_METADATA: dict[str, Any] = dict(
 )
 
 
+# The architecture sizes a config.json, a legacy checkpoint or a training flag may ask for:
+# the one place they are bounded. DCGAN uses nz 100, ngf/ndf 64, nc 3; the limits are far
+# above that, and far below the sizes that take gigabytes and minutes just to build.
+SIZE_LIMITS: dict[str, int] = {"nz": 1024, "ngf": 512, "ndf": 512, "nc": 4}
+CONFIG_MAX_BYTES = 64 * 1024  # ours is ~80 bytes; read no more than this
+CONFIG_MAX_DEPTH = 8  # ours is one flat object; deeper JSON is refused before parsing
+HEADER_MAX_BYTES = 1024 * 1024  # a safetensors header (JSON); a DCGAN's is ~3 KB
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+FLOAT_DTYPES = frozenset({torch.float64, torch.float32, torch.float16, torch.bfloat16})
+
+
 class ModelLoadError(ValueError):
     """A model folder or repo that cannot be loaded as asked; the message says why."""
 
@@ -58,10 +76,129 @@ def dcgan_init(model: nn.Module, generator: torch.Generator | None = None) -> No
             nn.init.zeros_(module.bias)
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ModelLoadError(f"{name} must be a positive integer, got {value!r}")
+def check_size(name: str, value: Any) -> int:
+    """``value`` as an architecture size within :data:`SIZE_LIMITS` (a bool is not an int)."""
+    limit = SIZE_LIMITS[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise ModelLoadError(f"{name} must be a positive integer (at most {limit}), got {reprlib.repr(value)}")
     return value
+
+
+TensorSpec = tuple[tuple[int, ...], "torch.dtype | str"]  # shape, dtype (a str when torch has no such dtype)
+
+
+def tensor_problems(expected: dict[str, TensorSpec], given: dict[str, TensorSpec]) -> list[str]:
+    """What keeps ``given`` tensors from loading into a model that has ``expected`` ones.
+
+    Float parameters and buffers need a float tensor (an integer or bool one would load by
+    silent conversion and serve flat images); integer buffers need an integer one.
+    """
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    common = sorted(set(expected) & set(given))
+    mis_shaped = [f"{key}: expected {expected[key][0]}, got {given[key][0]}"
+                  for key in common if tuple(expected[key][0]) != tuple(given[key][0])]
+    wrong_dtype = []
+    for key in common:
+        want, got = expected[key][1], given[key][1]
+        if want in FLOAT_DTYPES and got not in FLOAT_DTYPES:
+            wrong_dtype.append(f"{key}: {_dtype_name(got)}, expected a float dtype")
+        elif want not in FLOAT_DTYPES and (not isinstance(got, torch.dtype) or got.is_floating_point
+                                           or got.is_complex or got == torch.bool):
+            wrong_dtype.append(f"{key}: {_dtype_name(got)}, expected an integer dtype")
+    problems = []
+    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                        ("mis-shaped tensors", mis_shaped), ("tensors of the wrong dtype", wrong_dtype)):
+        if keys:
+            problems.append(f"{label} {keys}")
+    return problems
+
+
+def _dtype_name(dtype: torch.dtype | str) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def read_config(path: str | os.PathLike, source: str) -> Any:
+    """config.json, parsed only once it is known to be small and shallow; duplicate keys,
+    NaN/Infinity and out-of-range numbers are refused rather than silently resolved."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(CONFIG_MAX_BYTES + 1)
+        if len(raw) > CONFIG_MAX_BYTES:
+            raise ValueError(f"larger than {CONFIG_MAX_BYTES:,} bytes; a DCGAN config is a few lines")
+        text = raw.decode("utf-8")
+        depth = _json_depth(text)
+        if depth > CONFIG_MAX_DEPTH:
+            raise ValueError(f"nested {depth} levels deep (at most {CONFIG_MAX_DEPTH})")
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant,
+                          parse_float=_finite_float)
+    except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError, too many digits…
+        raise ModelLoadError(f"{source}: unreadable config.json ({error})") from error
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of [ and { outside strings: checked before json.loads recurses."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    repeated = sorted(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
+    if repeated:
+        raise ValueError(f"duplicate keys {repeated}")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def read_safetensors_header(path: str | os.PathLike, label: str) -> dict[str, TensorSpec]:
+    """Every tensor's shape and dtype from a safetensors header, without reading any tensor.
+
+    The header's size is checked before it is parsed; safetensors itself then checks that
+    the offsets cover the file exactly, so loading allocates no more than the file holds.
+    """
+    try:
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise ValueError("shorter than a safetensors header")
+        size = int.from_bytes(prefix, "little")
+        if size > HEADER_MAX_BYTES:
+            raise ValueError(f"its header claims {size:,} bytes; at most {HEADER_MAX_BYTES:,} are read")
+        specs: dict[str, TensorSpec] = {}
+        with safe_open(str(path), framework="pt") as handle:
+            for key in handle.keys():
+                piece = handle.get_slice(key)
+                dtype = piece.get_dtype()
+                specs[key] = (tuple(piece.get_shape()), SAFETENSORS_DTYPES.get(dtype, dtype))
+        return specs
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ModelLoadError(f"{label}: not a readable safetensors file ({error})") from error
 
 
 class _HubModel(nn.Module):
@@ -95,13 +232,34 @@ class _HubModel(nn.Module):
         model_type = config.get("model_type", cls.model_type)
         if model_type != cls.model_type:
             raise ModelLoadError(
-                f"{source} holds a {model_type!r} model, not a {cls.model_type!r}; "
+                f"{source} holds a {reprlib.repr(model_type)} model, not a {cls.model_type!r}; "
                 f"load it with the matching class"
             )
         unknown = sorted(set(config) - set(cls.config_keys) - {"model_type"})
         if unknown:
-            raise ModelLoadError(f"{source}: unknown config keys {unknown} for {cls.__name__}")
-        return {key: _positive_int(key, config[key]) for key in cls.config_keys if key in config}
+            raise ModelLoadError(f"{source}: unknown config keys {reprlib.repr(unknown)} for {cls.__name__}")
+        sizes = {}
+        for key in cls.config_keys:
+            if key in config:
+                try:
+                    sizes[key] = check_size(key, config[key])
+                except ModelLoadError as error:
+                    raise ModelLoadError(f"{source}: config.json: {error}") from None
+        return sizes
+
+    @classmethod
+    def expected_tensors(cls, config: dict[str, int]) -> dict[str, TensorSpec]:
+        """Shape and dtype of every tensor a model of ``config`` holds, allocating nothing."""
+        with torch.device("meta"):
+            model = cls(**config)
+        return {key: (tuple(value.shape), value.dtype) for key, value in model.state_dict().items()}
+
+    @classmethod
+    def check_fits(cls, config: dict[str, int], given: dict[str, TensorSpec], source: str) -> None:
+        """Refuse tensors (shapes and dtypes only) that a model of ``config`` cannot load, before building it."""
+        problems = tensor_problems(cls.expected_tensors(config), given)
+        if problems:
+            raise ModelLoadError(f"{source} does not fit {cls.__name__}({config}): " + "; ".join(problems))
 
     @classmethod
     def from_pretrained(
@@ -120,12 +278,31 @@ class _HubModel(nn.Module):
         """Load from a local folder or a Hub repo id (at ``revision``), strictly.
 
         Only ``config.json`` + ``model.safetensors`` are read; a missing config, an
-        unknown key, a missing/unexpected/mis-shaped tensor is an error naming it.
+        unknown key or out-of-range size, a missing/unexpected/mis-shaped tensor, a wrong
+        dtype or a NaN weight is an error naming it. The config is checked against the
+        safetensors header before the model is built, and every failure is a ModelLoadError.
         ``subfolder`` selects a model inside the repo (a training push keeps D in ``discriminator/``).
         """
         if _unsupported:
             raise TypeError(f"unsupported arguments for from_pretrained: {sorted(_unsupported)}")
         source = str(pretrained_model_name_or_path)
+        try:
+            return cls._from_pretrained_strict(
+                source, revision=revision, subfolder=subfolder, force_download=force_download, token=token,
+                cache_dir=cache_dir, local_files_only=local_files_only, map_location=map_location,
+            )
+        except ModelLoadError:
+            raise
+        except (OSError, ValueError, RuntimeError, MemoryError, RecursionError, SafetensorError) as error:
+            # whatever else a hostile folder or a failing disk provokes is still a load failure, in one line
+            detail = " ".join(str(error).split())[:300]
+            raise ModelLoadError(f"{source}: cannot load ({type(error).__name__}: {detail})") from error
+
+    @classmethod
+    def _from_pretrained_strict(
+        cls, source: str, *, revision: str | None, subfolder: str | None, map_location: str | torch.device,
+        **download_options: Any,
+    ):
         if os.path.isdir(source):
             folder = Path(source) / (subfolder or "")
             config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
@@ -135,19 +312,17 @@ class _HubModel(nn.Module):
         elif os.path.exists(source) or _looks_like_path(source):
             raise ModelLoadError(f"no model folder at {source!r}")
         else:
-            download = dict(
-                repo_id=source, revision=revision, subfolder=subfolder, cache_dir=cache_dir,
-                force_download=force_download, token=token, local_files_only=local_files_only,
-            )
+            download = dict(repo_id=source, revision=revision, subfolder=subfolder, **download_options)
             config_path = Path(_download(filename=CONFIG_NAME, **download))
             weights_path = Path(_download(filename=WEIGHTS_NAME, **download))
-        try:
-            raw_config = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ModelLoadError(f"{source}: unreadable config.json ({error})") from error
-        model = cls(**cls.config_from_dict(raw_config, source))
         label = source if os.path.isdir(source) else f"{source}@{revision or 'main'}"
-        model.load_weights(weights_path, label=f"{label}/{subfolder + '/' if subfolder else ''}{WEIGHTS_NAME}")
+        label = f"{label}/{subfolder + '/' if subfolder else ''}{WEIGHTS_NAME}"
+        config = cls.config_from_dict(read_config(config_path, source), source)
+        # config and weights must agree before anything is allocated: a 100-byte config.json
+        # could otherwise ask for a model of gigabytes
+        cls.check_fits(config, read_safetensors_header(weights_path, label), label)
+        model = cls(**config)
+        model.load_weights(weights_path, label=label)
         return model.to(map_location).eval()
 
     def load_weights(self, path: str | os.PathLike, label: str | None = None) -> None:
@@ -163,26 +338,26 @@ class _HubModel(nn.Module):
         self.load_state_dict_strict(state, source=label)
 
     def load_state_dict_strict(self, state: dict[str, torch.Tensor], source: str = "state_dict") -> None:
-        """``load_state_dict(strict=True)`` plus a shape check first, with one clear message."""
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        mis_shaped = sorted(
-            f"{key}: expected {tuple(own[key].shape)}, got {tuple(state[key].shape)}"
-            for key in set(own) & set(state)
-            if own[key].shape != state[key].shape
-        )
-        problems = []
-        if missing:
-            problems.append(f"missing keys {missing}")
-        if unexpected:
-            problems.append(f"unexpected keys {unexpected}")
-        if mis_shaped:
-            problems.append(f"mis-shaped tensors {mis_shaped}")
+        """``load_state_dict(strict=True)`` after checking keys, shapes, dtypes and values, with one clear message.
+
+        NaN/inf weights or a negative BatchNorm variance are refused: they load fine and then
+        serve black or grey images.
+        """
+        own = {key: (tuple(value.shape), value.dtype) for key, value in self.state_dict().items()}
+        given = {key: (tuple(value.shape), value.dtype) for key, value in state.items()}
+        problems = tensor_problems(own, given)
         if problems:
             raise ModelLoadError(
                 f"{source} does not fit {type(self).__name__}({self.config}): " + "; ".join(problems)
             )
+        non_finite = sorted(key for key, value in state.items()
+                            if value.is_floating_point() and not bool(torch.isfinite(value).all()))
+        if non_finite:
+            raise ModelLoadError(f"{source}: NaN or infinite values in {non_finite}; these weights are broken")
+        negative = sorted(key for key, value in state.items()
+                          if key.endswith("running_var") and bool((value < 0).any()))
+        if negative:
+            raise ModelLoadError(f"{source}: negative BatchNorm variances in {negative}; these weights are broken")
         self.load_state_dict(state, strict=True)
 
     def generate_model_card(self, *args: Any, **kwargs: Any):
@@ -268,7 +443,7 @@ class Generator(_HubModel, PyTorchModelHubMixin, **HUB_METADATA):
 
     def __init__(self, nz: int = 100, ngf: int = 64, nc: int = 3) -> None:
         super().__init__()
-        self.nz, self.ngf, self.nc = (_positive_int(k, v) for k, v in (("nz", nz), ("ngf", ngf), ("nc", nc)))
+        self.nz, self.ngf, self.nc = (check_size(k, v) for k, v in (("nz", nz), ("ngf", ngf), ("nc", nc)))
         self.main = nn.Sequential(
             nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False),  # 0: 1 → 4
             nn.BatchNorm2d(ngf * 8),
@@ -316,7 +491,7 @@ class Discriminator(_HubModel, PyTorchModelHubMixin, **HUB_METADATA):
 
     def __init__(self, nc: int = 3, ndf: int = 64) -> None:
         super().__init__()
-        self.nc, self.ndf = _positive_int("nc", nc), _positive_int("ndf", ndf)
+        self.nc, self.ndf = check_size("nc", nc), check_size("ndf", ndf)
         self.main = nn.Sequential(
             nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),  # 0: 64 → 32
             nn.LeakyReLU(0.2, inplace=True),

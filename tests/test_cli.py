@@ -82,7 +82,7 @@ def test_model_at_a_hub_revision(local_hub, model_dir, tmp_path, monkeypatch):
     (["--seeds", "a-b"], "cannot read seeds"),
     (["--interpolate", "3"], "at least two seeds"),
     (["--truncation", "0"], "truncation"),
-    (["--frames", "1", "--interpolate", "1,2"], "at least 2 frames"),
+    (["--frames", "1", "--interpolate", "1,2"], "--frames must be from 2 to 1000"),
 ])
 def test_bad_input_exits_2_with_a_message(model_dir, tmp_path, capsys, args, message):
     out = tmp_path / "x.png"

@@ -413,8 +413,14 @@ def test_non_empty_out_dir_is_kept_unless_overwrite(tmp_path: Path) -> None:
         convert(tmp_path / "netG_epoch_5.pth", out)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
-    convert(tmp_path / "netG_epoch_5.pth", out, overwrite=True)
-    assert not (out / "keep.txt").exists()
+    # --overwrite replaces only what convert wrote: a folder with anything else is refused, untouched
+    with pytest.raises(FileExistsError, match=r"files convert did not write \(keep.txt\)"):
+        convert(tmp_path / "netG_epoch_5.pth", out, overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+    (out / "keep.txt").unlink()
+    convert(tmp_path / "netG_epoch_5.pth", out)
+    convert(tmp_path / "netG_epoch_5.pth", out, overwrite=True)  # its own output: replaced
     assert_same_generator(netG, out, nz=100)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["netD_epoch_5.pth", "netG_epoch_5.pth", "out"]
 

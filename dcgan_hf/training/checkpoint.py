@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..files import remove_stale
+
 PREFIX = "checkpoint-"
 FORMAT = 1
 TENSOR_FILES = ("generator", "discriminator", "ema", "optimizers", "rng")
@@ -150,10 +152,7 @@ def prune(folder: str | os.PathLike, keep: int) -> list[Path]:
     removed = list_checkpoints(folder)[:-keep] if keep > 0 else []
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)
-    for stale in folder.glob(f".{PREFIX}*.tmp-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or not _process_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
+    remove_stale(folder, f".{PREFIX}*.tmp-*")
     return removed
 
 
@@ -199,13 +198,3 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -15,6 +15,11 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
+from ..models import SIZE_LIMITS
+
+
+MAX_RETRY_DELAY = 3600.0  # seconds; the pusher doubles it per attempt up to max(300, this)
+
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
@@ -94,24 +99,29 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for spec in fields(self):  # nan and inf pass every comparison below unnoticed
-            value = getattr(self, spec.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                problems.append(f"--{_flag(spec.name)} must be a finite number, got {value}")
-        if problems:
-            raise ValueError("invalid training config: " + "; ".join(problems))
-        for name in ("epochs", "batch_size", "nz", "ngf", "ndf", "log_every", "keep_checkpoints", "hub_every",
-                     "eval_num", "r1_every"):
+        not_finite = [spec.name for spec in fields(self)
+                      if spec.type in (float, "float") and not math.isfinite(getattr(self, spec.name))]
+        problems += [f"--{_flag(name)} must be a finite number, got {getattr(self, name)}" for name in not_finite]
+        for name in ("epochs", "batch_size", "log_every", "keep_checkpoints", "hub_every", "eval_num", "r1_every"):
             if getattr(self, name) < 1:
                 problems.append(f"--{_flag(name)} must be ≥ 1")
+        for name in ("nz", "ngf", "ndf"):  # the models' own bounds (dcgan_hf.models.SIZE_LIMITS)
+            if not 1 <= getattr(self, name) <= SIZE_LIMITS[name]:
+                problems.append(f"--{_flag(name)} must be in [1, {SIZE_LIMITS[name]}]")
         for name in ("synthetic", "max_steps", "checkpoint_every", "eval_every", "workers", "threads", "ema_start"):
             if getattr(self, name) < 0:
                 problems.append(f"--{_flag(name)} must be ≥ 0")
-        if self.hub_retry_delay < 0:
-            problems.append("--hub-retry-delay must be ≥ 0")
-        if not 0.0 <= self.label_smoothing < 0.5:
+        for name in ("lr_g", "lr_d"):
+            if name not in not_finite and not getattr(self, name) > 0:
+                problems.append(f"--{_flag(name)} must be > 0")
+        for name in ("beta1", "beta2"):
+            if name not in not_finite and not 0.0 <= getattr(self, name) < 1.0:
+                problems.append(f"--{name} must be in [0, 1)")
+        if "hub_retry_delay" not in not_finite and not 0 <= self.hub_retry_delay <= MAX_RETRY_DELAY:
+            problems.append(f"--hub-retry-delay must be in [0, {MAX_RETRY_DELAY:g}] seconds")
+        if "label_smoothing" not in not_finite and not 0.0 <= self.label_smoothing < 0.5:
             problems.append("--label-smoothing must be in [0, 0.5)")
-        if not 0.0 <= self.ema_decay < 1.0:
+        if "ema_decay" not in not_finite and not 0.0 <= self.ema_decay < 1.0:
             problems.append("--ema-decay must be in [0, 1)")
         if self.recipe not in RECIPES:
             problems.append(f"--recipe must be one of {', '.join(RECIPES)}")
@@ -119,15 +129,11 @@ class TrainConfig:
             problems.append("--loss must be bce or hinge")
         if self.loss == "hinge" and self.label_smoothing:
             problems.append("--label-smoothing applies to --loss bce only")
-        if self.r1_gamma < 0:
+        if "r1_gamma" not in not_finite and self.r1_gamma < 0:
             problems.append("--r1-gamma must be ≥ 0")
         for name in (n.strip() for n in self.augment.split(",") if n.strip()):
             if name not in AUGMENT_OPS:
                 problems.append(f"--augment: unknown op {name!r} (choose from {', '.join(AUGMENT_OPS)})")
-        if self.lr_g <= 0 or self.lr_d <= 0:
-            problems.append("--lr-g and --lr-d must be > 0")
-        if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
-            problems.append("--beta1 and --beta2 must be in [0, 1)")
         if self.init_from and self.resume == "hub":
             problems.append("--init-from starts a new run; --resume hub continues an old one: give one")
         if self.eval_every and not self.eval_real:
@@ -188,9 +194,9 @@ class TrainConfig:
         args = parser.parse_args(argv)
         try:
             return cls(**vars(args))
-        except ValueError as error:
-            parser.error(str(error))
-            raise  # unreachable: parser.error exits
+        except ValueError as error:  # one line, without the 20-line usage: the flags parsed, a value is wrong
+            parser.exit(2, f"{parser.prog}: error: {error}\n")
+            raise  # unreachable: parser.exit exits
 
     def changed_from_defaults(self) -> dict[str, Any]:
         """Only the knobs a user set beyond the recipe: the shortest faithful record of a command line."""

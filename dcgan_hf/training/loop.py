@@ -114,6 +114,8 @@ def train(config: TrainConfig) -> TrainResult:
     """Run (or resume) training as ``config`` says; see ``python train.py --help``."""
     layout, device = setup(config.device)
     try:
+        if layout.is_main:  # free what a killed run left (whole checkpoint copies) before using the disk
+            publish.remove_stale_builds(Path(config.output_dir) / "hub")
         run = _build(config, layout, device)
         stop = StopRequest()
         if _is_main_thread():

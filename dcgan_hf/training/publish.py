@@ -18,6 +18,7 @@ from torch import nn
 
 from ..card import fid_kid_rows
 from ..hf_datasets import hub_dataset_id, is_hub_url
+from ..files import remove_stale
 from .config import TrainConfig
 
 ROOT_FILES = ("config.json", "model.safetensors", "README.md", "samples.png", "progress.gif", "loss.png")
@@ -131,29 +132,42 @@ def build_hub_folder(
     ``repo_id`` (the repo it is pushed to, else the card loads from this folder), ``metrics``,
     ``training``, ``datasets`` (Hub dataset ids trained on) and ``base_model`` (the model a run
     was initialised from: a ``user/repo[@rev]`` spec; local folders are left out of the metadata).
+
+    A build that fails (a full disk) removes its half-built copy; copies that killed runs
+    left are removed first (each holds a whole checkpoint).
     """
+    remove_stale_builds(folder)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name, source in extras.items():
-        if source.is_file():
-            shutil.copy2(source, tmp / name)
     card = {**card, "local_path": card.get("local_path") or short_path(str(folder))}
-    generator.save_pretrained(tmp, model_card_kwargs={
-        **card, "sample_grid": "samples.png" if "samples.png" in extras else None,
-        "animation": "progress.gif" if "progress.gif" in extras else None,
-        "animation_caption": "The fixed-seed grid over training, one frame per epoch",
-    })
-    discriminator.save_pretrained(tmp / "discriminator", model_card_kwargs={
-        key: value for key, value in card.items() if key in ("repo_id", "training", "title")
-    } | {"local_path": f"{card['local_path']}/discriminator"})
-    if checkpoint is not None:
-        shutil.copytree(checkpoint, tmp / "training_state")
-    if tensorboard_dir is not None and tensorboard_dir.is_dir():
-        shutil.copytree(tensorboard_dir, tmp / "runs")
+    try:
+        for name, source in extras.items():
+            if source.is_file():
+                shutil.copy2(source, tmp / name)
+        generator.save_pretrained(tmp, model_card_kwargs={
+            **card, "sample_grid": "samples.png" if "samples.png" in extras else None,
+            "animation": "progress.gif" if "progress.gif" in extras else None,
+            "animation_caption": "The fixed-seed grid over training, one frame per epoch",
+        })
+        discriminator.save_pretrained(tmp / "discriminator", model_card_kwargs={
+            key: value for key, value in card.items() if key in ("repo_id", "training", "title")
+        } | {"local_path": f"{card['local_path']}/discriminator"})
+        if checkpoint is not None:
+            shutil.copytree(checkpoint, tmp / "training_state")
+        if tensorboard_dir is not None and tensorboard_dir.is_dir():
+            shutil.copytree(tensorboard_dir, tmp / "runs")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
     if folder.exists():
         os.replace(folder, old)
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def remove_stale_builds(folder: Path) -> list[Path]:
+    """Half-built or retired copies of the Hub folder (``.hub.tmp-PID``, ``.hub.old-PID``) of dead processes."""
+    return remove_stale(folder.parent, f".{folder.name}.tmp-*") + remove_stale(folder.parent, f".{folder.name}.old-*")
