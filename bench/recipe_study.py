@@ -40,6 +40,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from dcgan_hf.files import write_atomic  # noqa: E402
+from dcgan_hf.layout import RunLayout  # noqa: E402
+from dcgan_hf.training import checkpoint as checkpoints  # noqa: E402
 
 BASELINE = "base32"
 WIDTH_VARIANTS = ("base32", "base48", "base64")
@@ -159,8 +161,7 @@ def train_variant(study: Path, name: str, data: str, stops: list[int], threads: 
     out = study / name
     log = study / f"{name}.log"
     for stop in sorted(set(stops)):
-        done = out / "checkpoints" / f"checkpoint-{stop:09d}"
-        if (done / "state.json").is_file() or _finished_beyond(out, stop):
+        if checkpoints.is_complete(_checkpoint(out, stop)) or _finished_beyond(out, stop):
             continue
         command = [sys.executable, str(ROOT / "train.py"), *all_flags(name), "--data", data,
                    "--output-dir", str(out), "--epochs", "1000", "--max-steps", str(stop),
@@ -173,10 +174,13 @@ def train_variant(study: Path, name: str, data: str, stops: list[int], threads: 
             raise SystemExit(f"training {name} failed with exit code {code}; see {log}")
 
 
+def _checkpoint(out: Path, step: int) -> Path:
+    return RunLayout(out).checkpoints / checkpoints.name_for(step)
+
+
 def _finished_beyond(out: Path, stop: int) -> bool:
-    folder = out / "checkpoints"
-    return folder.is_dir() and any(int(p.name.split("-")[1]) > stop for p in folder.glob("checkpoint-*")
-                                   if (p / "state.json").is_file())
+    return any(int(p.name.removeprefix(checkpoints.PREFIX)) > stop
+               for p in checkpoints.list_checkpoints(RunLayout(out).checkpoints))
 
 
 # -- eval ------------------------------------------------------------------------------------
@@ -194,7 +198,6 @@ def append_row(study: Path, row: dict[str, Any]) -> None:
 def ema_generator(checkpoint: Path) -> torch.nn.Module:
     """The published (EMA, BN-recalibrated) generator stored in a training checkpoint."""
     from dcgan_hf import Generator
-    from dcgan_hf.training import checkpoint as checkpoints
 
     saved = checkpoints.load(checkpoint)
     config = saved.config
@@ -213,8 +216,8 @@ def eval_variant(study: Path, name: str, stops: list[int], real: str, num: int, 
     for stop in sorted(set(stops)):
         if (name, stop) in done:
             continue
-        checkpoint = study / name / "checkpoints" / f"checkpoint-{stop:09d}"
-        if not (checkpoint / "state.json").is_file():
+        checkpoint = _checkpoint(study / name, stop)
+        if not checkpoints.is_complete(checkpoint):
             print(f"skip eval {name}@{stop}: not trained yet", flush=True)
             continue
         batch = int(flag_value(all_flags(name), "--batch-size", "64"))

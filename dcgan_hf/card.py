@@ -16,6 +16,8 @@ from typing import Any, Mapping, Sequence
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from .layout import DISCRIMINATOR_DIR
+
 TAGS = ("dcgan", "gan", "unconditional-image-generation", "pytorch")
 TASK = "unconditional-image-generation"
 # The project's home (the demo Space, whose README.md is the library's documentation).
@@ -54,7 +56,7 @@ or `python -m dcgan_hf generate --model {{ source }} --seeds 0-15 --out grid.png
 ```python
 from dcgan_hf import Discriminator
 
-D = Discriminator.from_pretrained("{{ source }}"{% if repo_id %}, subfolder="discriminator"{% endif %}){% if not repo_id %}  # this folder's path{% endif %}
+D = Discriminator.from_pretrained("{{ source }}"{% if repo_id %}, subfolder="{{ discriminator_dir }}"{% endif %}){% if not repo_id %}  # this folder's path{% endif %}
 logits = D(images)  # images: float (N, {{ config.nc }}, 64, 64) in [-1, 1]; sigmoid(logits) = P(real)
 ```
 {% endif %}
@@ -151,6 +153,7 @@ def render(
         template_str=info.model_card_template,
         title=title,
         model_kind="generator" if type(model).__name__ == "Generator" else "discriminator",
+        discriminator_dir=DISCRIMINATOR_DIR,
         paper_url=info.paper_url,
         repo_url=info.repo_url or REPO_URL,
         docs_url=info.docs_url or DOCS_URL,

@@ -14,10 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
+from .layout import DISCRIMINATOR_DIR, MODEL_FILES, HubLayout
 from .legacy import LegacyCheckpoint, read_legacy
-
-DISCRIMINATOR_FOLDER = "discriminator"
-WRITTEN_FILES = ("config.json", "model.safetensors", "README.md")  # what save_pretrained writes, per folder
 
 LAYOUT_HELP = """\
 formats: the DCGAN tutorial's {"g_model_state_dict", "d_model_state_dict", "epoch"}
@@ -59,13 +57,13 @@ def check_destination(out_dir: str | os.PathLike, *, overwrite: bool, sources: S
 
 
 def _not_written_by_convert(out_dir: Path) -> list[str]:
-    """Entries of ``out_dir`` other than convert's own files (see WRITTEN_FILES)."""
+    """Entries of ``out_dir`` other than convert's own files (``layout.MODEL_FILES``, also in ``discriminator/``)."""
     foreign = []
     for entry in sorted(out_dir.iterdir()):
-        if entry.name == DISCRIMINATOR_FOLDER and entry.is_dir() and not entry.is_symlink():
+        if entry.name == DISCRIMINATOR_DIR and entry.is_dir() and not entry.is_symlink():
             foreign += [f"{entry.name}/{inner.name}" for inner in sorted(entry.iterdir())
-                        if inner.name not in WRITTEN_FILES or inner.is_symlink() or not inner.is_file()]
-        elif entry.name not in WRITTEN_FILES or entry.is_symlink() or not entry.is_file():
+                        if inner.name not in MODEL_FILES or inner.is_symlink() or not inner.is_file()]
+        elif entry.name not in MODEL_FILES or entry.is_symlink() or not entry.is_file():
             foreign.append(entry.name + ("/" if entry.is_dir() else ""))
     return foreign
 
@@ -109,11 +107,11 @@ def write_hub_folders(
             written.append(out_dir)
         if checkpoint.discriminator is not None:
             checkpoint.discriminator.save_pretrained(
-                staging / DISCRIMINATOR_FOLDER,
+                HubLayout(staging).discriminator,
                 model_card_kwargs=_card(checkpoint, checkpoint.discriminator_file, repo_id,
-                                        f"{out_dir.name}/{DISCRIMINATOR_FOLDER}"),
+                                        f"{out_dir.name}/{DISCRIMINATOR_DIR}"),
             )
-            written.append(out_dir / DISCRIMINATOR_FOLDER)
+            written.append(HubLayout(out_dir).discriminator)
         _move_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -183,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         repo_id = ensure_repo(args.push_to_hub, private=args.private or None) if args.push_to_hub else None
         written = write_hub_folders(checkpoint, args.out_dir, overwrite=args.overwrite, repo_id=repo_id)
         for folder in written:
-            loader = "Discriminator" if folder == args.out_dir / DISCRIMINATOR_FOLDER else "Generator"
+            loader = "Discriminator" if folder == HubLayout(args.out_dir).discriminator else "Generator"
             print(f"wrote {folder}/  (load with {loader}.from_pretrained({str(folder)!r}))")
         if repo_id is not None:
             from huggingface_hub import HfApi

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalEntryNotFoundError,
@@ -29,9 +29,8 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from . import card as model_card
+from .layout import CONFIG_FILE, WEIGHTS_FILE, HubLayout
 
-CONFIG_NAME = constants.CONFIG_NAME
-WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE
 HUB_METADATA: dict[str, Any] = dict(
     library_name="dcgan_hf",
     license="mit",
@@ -219,10 +218,10 @@ class _HubModel(nn.Module):
 
     def _save_pretrained(self, save_directory: Path) -> None:
         config = {"model_type": self.model_type, **self.config}
-        (save_directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        (save_directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         state = {key: value.detach().cpu().contiguous() for key, value in self.state_dict().items()}
         # safetensors.save_file creates 0600 files; written bytes follow the umask like any other file
-        (save_directory / WEIGHTS_NAME).write_bytes(save(state, metadata={"format": "pt"}))
+        (save_directory / WEIGHTS_FILE).write_bytes(save(state, metadata={"format": "pt"}))
 
     @classmethod
     def config_from_dict(cls, config: dict[str, Any], source: str = "config") -> dict[str, int]:
@@ -304,19 +303,19 @@ class _HubModel(nn.Module):
         **download_options: Any,
     ):
         if os.path.isdir(source):
-            folder = Path(source) / (subfolder or "")
-            config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+            folder = HubLayout(Path(source) / (subfolder or ""))
+            config_path, weights_path = folder.config, folder.weights
             for path in (config_path, weights_path):
                 if not path.is_file():
-                    raise ModelLoadError(f"{folder} is not a dcgan_hf model folder: {path.name} is missing")
+                    raise ModelLoadError(f"{folder.root} is not a dcgan_hf model folder: {path.name} is missing")
         elif os.path.exists(source) or _looks_like_path(source):
             raise ModelLoadError(f"no model folder at {source!r}")
         else:
             download = dict(repo_id=source, revision=revision, subfolder=subfolder, **download_options)
-            config_path = Path(_download(filename=CONFIG_NAME, **download))
-            weights_path = Path(_download(filename=WEIGHTS_NAME, **download))
+            config_path = Path(_download(filename=CONFIG_FILE, **download))
+            weights_path = Path(_download(filename=WEIGHTS_FILE, **download))
         label = source if os.path.isdir(source) else f"{source}@{revision or 'main'}"
-        label = f"{label}/{subfolder + '/' if subfolder else ''}{WEIGHTS_NAME}"
+        label = f"{label}/{subfolder + '/' if subfolder else ''}{WEIGHTS_FILE}"
         config = cls.config_from_dict(read_config(config_path, source), source)
         # config and weights must agree before anything is allocated: a 100-byte config.json
         # could otherwise ask for a model of gigabytes

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..hub import BUNDLED_MODEL, BUNDLED_REPO_ID, parse_model_spec
+from ..layout import DISCRIMINATOR_DIR
 from ..models import Discriminator, Generator, ModelLoadError
 
 
@@ -36,10 +37,10 @@ def load_base_model(spec: str, *, nz: int, ngf: int, ndf: int) -> BaseModel:
         raise ModelLoadError(f"{where}: {error}") from error
     try:
         discriminator = Discriminator.from_pretrained(parsed.source, revision=parsed.revision,
-                                                      subfolder="discriminator")
+                                                      subfolder=DISCRIMINATOR_DIR)
     except ModelLoadError as error:
         raise ModelLoadError(
-            f"{where}: no usable discriminator/ beside the generator ({error}); training needs both networks"
+            f"{where}: no usable {DISCRIMINATOR_DIR}/ beside the generator ({error}); training needs both networks"
         ) from error
     wanted = {"nz": nz, "ngf": ngf, "ndf": ndf, "nc": 3}
     found = {"nz": generator.nz, "ngf": generator.ngf, "ndf": discriminator.ndf, "nc": generator.nc}

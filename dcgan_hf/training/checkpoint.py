@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from ..files import remove_stale
 
 PREFIX = "checkpoint-"
+STATE_FILE = "state.json"  # written last: a folder holding it is a complete checkpoint
 FORMAT = 1
 TENSOR_FILES = ("generator", "discriminator", "ema", "optimizers", "rng")
 
@@ -56,12 +57,17 @@ def name_for(step: int) -> str:
     return f"{PREFIX}{step:09d}"
 
 
+def is_complete(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a checkpoint folder that :func:`save` finished writing."""
+    return (Path(path) / STATE_FILE).is_file()
+
+
 def save(folder: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     """Write ``checkpoint`` to ``folder/checkpoint-<step>/`` atomically and return that path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / name_for(checkpoint.progress.step)
-    if (final / "state.json").is_file():
+    if is_complete(final):
         return final  # the same step is already saved; its content cannot differ
     tmp = folder / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -87,7 +93,7 @@ def save(folder: str | os.PathLike, checkpoint: Checkpoint) -> Path:
             "has_ema": checkpoint.ema is not None,
             "extra": checkpoint.extra,
         }
-        _write_synced(tmp / "state.json", json.dumps(state, indent=1).encode())  # last: marks completeness
+        _write_synced(tmp / STATE_FILE, json.dumps(state, indent=1).encode())  # last: marks completeness
         _fsync_dir(tmp)
         if final.exists():  # a leftover without state.json: never a valid checkpoint
             shutil.rmtree(final)
@@ -102,9 +108,9 @@ def save(folder: str | os.PathLike, checkpoint: Checkpoint) -> Path:
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
     """Read a checkpoint folder written by :func:`save`; a damaged one is a clear error."""
     path = Path(path)
-    state_path = path / "state.json"
+    state_path = path / STATE_FILE
     if not state_path.is_file():
-        raise FileNotFoundError(f"{path} is not a complete checkpoint (no state.json)")
+        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE})")
     state = json.loads(state_path.read_text())
     if state.get("format") != FORMAT:
         raise ValueError(f"{path}: checkpoint format {state.get('format')!r}, this version reads {FORMAT}")
@@ -138,7 +144,7 @@ def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.name.startswith(PREFIX) and (p / "state.json").is_file())
+    return sorted(p for p in folder.iterdir() if p.name.startswith(PREFIX) and is_complete(p))
 
 
 def latest(folder: str | os.PathLike) -> Path | None:

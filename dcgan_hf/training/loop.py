@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from .. import images as imaging
 from ..data import DeviceBatches, ImageCache, load_cache, synthetic_images
 from ..files import write_atomic
+from ..layout import TRAINING_STATE_DIR, HubLayout, RunLayout
 from ..models import Discriminator, Generator, dcgan_init
 from . import artifacts, checkpoint as checkpoints, publish
 from .base_model import BaseModel, load_base_model
@@ -115,7 +116,7 @@ def train(config: TrainConfig) -> TrainResult:
     layout, device = setup(config.device)
     try:
         if layout.is_main:  # free what a killed run left (whole checkpoint copies) before using the disk
-            publish.remove_stale_builds(Path(config.output_dir) / "hub")
+            publish.remove_stale_builds(RunLayout(Path(config.output_dir)).hub)
         run = _build(config, layout, device)
         stop = StopRequest()
         if _is_main_thread():
@@ -260,11 +261,11 @@ def _resume_source(config: TrainConfig, checkpoint_dir: Path) -> Path | None:
     if config.resume == "hub":
         from ..hub import download_folder
 
-        folder = download_folder(config.push_to_hub, allow_patterns=["training_state/*"])
-        return folder / "training_state"
+        folder = download_folder(config.push_to_hub, allow_patterns=[f"{TRAINING_STATE_DIR}/*"])
+        return HubLayout(folder).training_state
     path = Path(config.resume)
-    if not (path / "state.json").is_file():
-        raise FileNotFoundError(f"--resume {path}: not a checkpoint folder (no state.json)")
+    if not checkpoints.is_complete(path):
+        raise FileNotFoundError(f"--resume {path}: not a checkpoint folder (no {checkpoints.STATE_FILE})")
     return path
 
 
@@ -272,14 +273,15 @@ def _resume_source(config: TrainConfig, checkpoint_dir: Path) -> Path | None:
 def _loop(run: Run, stop: StopRequest) -> TrainResult:
     config, layout, main = run.config, run.layout, run.layout.is_main
     out = Path(config.output_dir)
-    checkpoint_dir, hub_dir = out / "checkpoints", out / "hub"
+    paths = RunLayout(out)
+    checkpoint_dir, hub_dir = paths.checkpoints, paths.hub
     progress = checkpoints.Progress()
     source = _resume_source(config, checkpoint_dir)
     if source is not None:
         progress = _restore(run, checkpoints.load(source, device=run.device))
         log.info("resumed from %s at epoch %d, batch %d (step %d)", source, progress.epoch, progress.batch,
                  progress.step)
-    writer = _tensorboard(out / "tensorboard") if main else None
+    writer = _tensorboard(paths.tensorboard) if main else None
     pusher = _pusher(config) if main and config.push_to_hub else None
     epochs = 1 if config.dry_run else config.epochs
     max_steps = 2 if config.dry_run else config.max_steps
@@ -336,7 +338,7 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
             last = progress.epoch >= epochs or bool(max_steps and progress.step >= max_steps) or bool(stop)
             progress.seconds = run_seconds + time.perf_counter() - started
             if main:
-                latest_checkpoint = _after_epoch(run, progress, epoch_done, last, out, latest_checkpoint, writer,
+                latest_checkpoint = _after_epoch(run, progress, epoch_done, last, paths, latest_checkpoint, writer,
                                                  pusher)
             layout.barrier()
         finished = progress.epoch >= epochs or bool(max_steps and progress.step >= max_steps)
@@ -344,7 +346,7 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
         if main and source is not None and progress.step == resumed_step and finished:
             # resumed a finished run (e.g. to add --push-to-hub): rebuild the Hub folder and push it
             log.info("nothing left to train at step %d; rebuilding %s", progress.step, hub_dir)
-            latest_checkpoint = _after_epoch(run, progress, False, True, out, latest_checkpoint, writer, pusher)
+            latest_checkpoint = _after_epoch(run, progress, False, True, paths, latest_checkpoint, writer, pusher)
         if interrupted and main and (latest_checkpoint is None
                                      or latest_checkpoint.name != checkpoints.name_for(progress.step)):
             # the signal came during end-of-epoch work, after that epoch's checkpoint decision
@@ -383,28 +385,28 @@ def _stop_everywhere(stop: StopRequest, layout: Distributed, device: torch.devic
     return bool(stop)
 
 
-def _after_epoch(run: Run, progress: checkpoints.Progress, epoch_done: bool, last: bool, out: Path,
+def _after_epoch(run: Run, progress: checkpoints.Progress, epoch_done: bool, last: bool, paths: RunLayout,
                  latest_checkpoint: Path | None, writer: Any, pusher: Any) -> Path | None:
     """Rank 0's end-of-epoch (or end-of-run) work: samples, metrics, checkpoint, Hub push."""
     config = run.config
     if run.ema is not None:
         run.ema.recalibrate()  # BN statistics for the averaged weights, before anything uses them
     if epoch_done or last:
-        _epoch_outputs(run, progress, out / "samples", out, writer)
+        _epoch_outputs(run, progress, paths, writer)
     evaluated_now = bool(progress.metrics) and progress.metrics[-1]["step"] == progress.step
     run_complete = progress.epoch >= config.epochs and progress.batch == 0  # not on an interrupt
     if config.eval_every and not evaluated_now and (
             (epoch_done and progress.epoch % config.eval_every == 0) or (last and run_complete)):
         _evaluate(run, progress, writer)
     if last or (epoch_done and config.checkpoint_every and progress.epoch % config.checkpoint_every == 0):
-        latest_checkpoint = checkpoints.save(out / "checkpoints", _snapshot(run, progress))
-        checkpoints.prune(out / "checkpoints", config.keep_checkpoints)
+        latest_checkpoint = checkpoints.save(paths.checkpoints, _snapshot(run, progress))
+        checkpoints.prune(paths.checkpoints, config.keep_checkpoints)
         log.info("checkpoint %s", latest_checkpoint)
     if last or (epoch_done and progress.epoch % config.hub_every == 0):
-        _publish(run, progress, out / "hub", out, latest_checkpoint, writer)
+        _publish(run, progress, paths, latest_checkpoint, writer)
         if pusher is not None:
             tag = f"epoch-{progress.epoch}" if progress.batch == 0 else f"step-{progress.step}"
-            pusher.push(out / "hub", tag=tag, message=f"epoch {progress.epoch}, step {progress.step}")
+            pusher.push(paths.hub, tag=tag, message=f"epoch {progress.epoch}, step {progress.step}")
     return latest_checkpoint
 
 
@@ -421,14 +423,13 @@ def _log_row(stats_sum: torch.Tensor, count: int, r1_count: int, progress: check
     return row
 
 
-def _epoch_outputs(run: Run, progress: checkpoints.Progress, sample_dir: Path, out: Path, writer: Any) -> None:
+def _epoch_outputs(run: Run, progress: checkpoints.Progress, paths: RunLayout, writer: Any) -> None:
     grid = artifacts.sample_grid(run.published_generator)
-    path = sample_dir / f"epoch-{progress.epoch:04d}.png"
     png = imaging.png_bytes(grid)
-    write_atomic(path, png)
-    write_atomic(out / "samples.png", png)
-    artifacts.write_progress_gif(sorted(sample_dir.glob("epoch-*.png")), out / "progress.gif")
-    artifacts.plot_losses(progress.history, out / "loss.png")
+    write_atomic(paths.epoch_grid(progress.epoch), png)
+    write_atomic(paths.sample_grid, png)
+    artifacts.write_progress_gif(paths.epoch_grids(), paths.progress_gif)
+    artifacts.plot_losses(progress.history, paths.loss_plot)
     if writer is not None:
         writer.add_image("samples/fixed_seeds", artifacts.grid_tensor(grid), progress.step)
         writer.flush()
@@ -453,7 +454,7 @@ def _evaluate(run: Run, progress: checkpoints.Progress, writer: Any) -> None:
         writer.add_scalar("eval/kid_x1000", row["kid_mean"] * 1000, progress.step)
 
 
-def _publish(run: Run, progress: checkpoints.Progress, hub_dir: Path, out: Path, checkpoint: Path | None,
+def _publish(run: Run, progress: checkpoints.Progress, paths: RunLayout, checkpoint: Path | None,
              writer: Any) -> None:
     config = run.config
     if writer is not None:
@@ -470,9 +471,9 @@ def _publish(run: Run, progress: checkpoints.Progress, hub_dir: Path, out: Path,
             image_count=len(run.data), hardware=publish.hardware_name(run.device, run.layout.world_size),
             precision=run.precision, seconds=progress.seconds),
     }
-    extras = {name: out / name for name in ("samples.png", "progress.gif", "loss.png")}
-    publish.build_hub_folder(hub_dir, generator=run.published_generator, discriminator=run.bare_discriminator,
-                             checkpoint=checkpoint, tensorboard_dir=out / "tensorboard", extras=extras, card=card)
+    publish.build_hub_folder(paths.hub, generator=run.published_generator, discriminator=run.bare_discriminator,
+                             checkpoint=checkpoint, tensorboard_dir=paths.tensorboard, extras=paths.published_files(),
+                             card=card)
 
 
 def _tensorboard(path: Path) -> Any:

@@ -19,9 +19,8 @@ from torch import nn
 from ..card import fid_kid_rows
 from ..hf_datasets import hub_dataset_id, is_hub_url
 from ..files import remove_stale
+from ..layout import DISCRIMINATOR_DIR, PROGRESS_FILE, SAMPLES_FILE, HubLayout
 from .config import TrainConfig
-
-ROOT_FILES = ("config.json", "model.safetensors", "README.md", "samples.png", "progress.gif", "loss.png")
 
 
 def hardware_name(device: torch.device, world_size: int = 1) -> str:
@@ -141,22 +140,23 @@ def build_hub_folder(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     card = {**card, "local_path": card.get("local_path") or short_path(str(folder))}
+    built = HubLayout(tmp)
     try:
         for name, source in extras.items():
             if source.is_file():
                 shutil.copy2(source, tmp / name)
         generator.save_pretrained(tmp, model_card_kwargs={
-            **card, "sample_grid": "samples.png" if "samples.png" in extras else None,
-            "animation": "progress.gif" if "progress.gif" in extras else None,
+            **card, "sample_grid": SAMPLES_FILE if SAMPLES_FILE in extras else None,
+            "animation": PROGRESS_FILE if PROGRESS_FILE in extras else None,
             "animation_caption": "The fixed-seed grid over training, one frame per epoch",
         })
-        discriminator.save_pretrained(tmp / "discriminator", model_card_kwargs={
+        discriminator.save_pretrained(built.discriminator, model_card_kwargs={
             key: value for key, value in card.items() if key in ("repo_id", "training", "title")
-        } | {"local_path": f"{card['local_path']}/discriminator"})
+        } | {"local_path": f"{card['local_path']}/{DISCRIMINATOR_DIR}"})
         if checkpoint is not None:
-            shutil.copytree(checkpoint, tmp / "training_state")
+            shutil.copytree(checkpoint, built.training_state)
         if tensorboard_dir is not None and tensorboard_dir.is_dir():
-            shutil.copytree(tensorboard_dir, tmp / "runs")
+            shutil.copytree(tensorboard_dir, built.runs)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

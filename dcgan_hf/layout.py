@@ -1,0 +1,104 @@
+"""Where files go: the one place the names inside a Hub model folder and a run folder are spelled.
+
+Both folders are on-disk contracts (``from_pretrained`` reads the first, users and the
+Hub read both), so every module builds these paths here instead of writing the names again.
+A checkpoint's own inside (``state.json`` + safetensors) belongs to ``training.checkpoint``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import constants
+
+# -- a Hub model folder (and repo) ------------------------------------------------------------
+CONFIG_FILE = constants.CONFIG_NAME  # config.json: what PyTorchModelHubMixin reads and writes
+WEIGHTS_FILE = constants.SAFETENSORS_SINGLE_FILE  # model.safetensors
+CARD_FILE = constants.REPOCARD_NAME  # README.md: the model card
+MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)  # what save_pretrained writes into one folder
+SAMPLES_FILE = "samples.png"  # the latest fixed-seed grid (also at the run folder's root)
+PROGRESS_FILE = "progress.gif"  # the grids of every epoch as one animation (likewise)
+LOSS_FILE = "loss.png"  # the loss plot (likewise)
+PUBLISHED_FILES = (SAMPLES_FILE, PROGRESS_FILE, LOSS_FILE)  # run-folder pictures a training push carries
+DISCRIMINATOR_DIR = "discriminator"  # the discriminator: a model folder of its own
+TRAINING_STATE_DIR = "training_state"  # the latest checkpoint: enough to resume from the Hub
+RUNS_DIR = "runs"  # TensorBoard event files, which the Hub plots
+
+
+@dataclass(frozen=True)
+class HubLayout:
+    """A Hub model folder: a model at the root; a training push adds the subfolders."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def weights(self) -> Path:
+        return self.root / WEIGHTS_FILE
+
+    @property
+    def discriminator(self) -> Path:
+        return self.root / DISCRIMINATOR_DIR
+
+    @property
+    def training_state(self) -> Path:
+        return self.root / TRAINING_STATE_DIR
+
+    @property
+    def runs(self) -> Path:
+        return self.root / RUNS_DIR
+
+
+# -- a training run's --output-dir ----------------------------------------------------------------
+EPOCH_GRID = "epoch-{epoch:04d}.png"  # one fixed-seed grid per epoch, in samples/; the names sort
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """``train.py --output-dir``: checkpoints, samples, pictures, TensorBoard and the Hub folder."""
+
+    root: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def hub(self) -> Path:
+        """The folder a push uploads (see :class:`HubLayout`)."""
+        return self.root / "hub"
+
+    @property
+    def sample_grid(self) -> Path:
+        return self.root / SAMPLES_FILE
+
+    @property
+    def progress_gif(self) -> Path:
+        return self.root / PROGRESS_FILE
+
+    @property
+    def loss_plot(self) -> Path:
+        return self.root / LOSS_FILE
+
+    def epoch_grid(self, epoch: int) -> Path:
+        return self.samples / EPOCH_GRID.format(epoch=epoch)
+
+    def epoch_grids(self) -> list[Path]:
+        """Every epoch's grid so far, oldest first."""
+        return sorted(self.samples.glob("epoch-*.png"))
+
+    def published_files(self) -> dict[str, Path]:
+        """The pictures the Hub folder's root copies: name there → file here."""
+        return {name: self.root / name for name in PUBLISHED_FILES}
