@@ -119,6 +119,44 @@ def test_resume_ends_exactly_where_an_uninterrupted_run_does(tmp_path, faces):
         assert torch.allclose(value.float(), saved_b.optimizers["g"]["state"][0][key].float(), atol=1e-6)
 
 
+def test_resuming_a_finished_run_rebuilds_its_hub_folder(tmp_path, faces):
+    first = train(tiny_config(tmp_path, faces, epochs=1))
+    hub = Path(first.output_dir) / "hub"
+    card = (hub / "README.md").read_text()
+    for path in sorted(hub.rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    again = train(tiny_config(tmp_path, faces, epochs=1, resume="latest"))
+    assert again.progress.step == first.progress.step and not again.interrupted
+    assert (hub / "README.md").read_text() == card and (hub / "training_state" / "state.json").is_file()
+    assert again.checkpoint == first.checkpoint  # the same step: nothing new to save
+
+
+@pytest.mark.parametrize("epochs, where, done, stopping, evaluated, expected", [
+    (4, (1, 0, 6), True, False, False, (True, False, False, True)),  # an odd epoch: samples and a push
+    (4, (2, 0, 12), True, False, False, (True, True, True, True)),  # every 2nd: evaluate and checkpoint too
+    (4, (2, 0, 12), True, False, True, (True, False, True, True)),  # … unless evaluated at this step already
+    (4, (4, 0, 24), True, False, False, (True, True, True, True)),  # the last epoch
+    (3, (3, 0, 18), True, False, False, (True, True, True, True)),  # the last epoch is evaluated off the cycle
+    (4, (2, 3, 15), False, True, False, (True, False, True, True)),  # a signal mid-epoch: no evaluation
+    (4, (1, 2, 8), False, False, False, (True, False, True, True)),  # --max-steps 8 reached mid-epoch
+    (4, (1, 3, 9), False, False, False, (False, False, False, False)),  # nothing is due
+    (4, (4, 0, 24), False, False, False, (True, True, True, True)),  # a finished run resumed: rebuilt
+])
+def test_end_of_epoch_decisions(epochs, where, done, stopping, evaluated, expected):
+    from dcgan_hf.training.loop import EpochEnd, _epoch_end
+
+    config = TrainConfig(data="x", epochs=epochs, eval_every=2, eval_real="y", checkpoint_every=2, hub_every=1,
+                         max_steps=8 if where == (1, 2, 8) else 0)
+    epoch, batch, step = where
+    progress = checkpoints.Progress(epoch=epoch, batch=batch, step=step)
+    if evaluated:
+        progress.metrics.append({"epoch": epoch, "step": step, "fid": 1.0, "kid_mean": 0.0, "kid_std": 0.0,
+                                 "num_generated": 2, "num_real": 2})
+    end = _epoch_end(config, progress, epochs=epochs, max_steps=config.max_steps, epoch_done=done,
+                     stopping=stopping)
+    assert end == EpochEnd(*expected)
+
+
 def test_resume_refuses_a_different_architecture(tmp_path, faces):
     train(tiny_config(tmp_path, faces, max_steps=2))
     with pytest.raises(ValueError, match="checkpoint has ngf=8, this run 16"):

@@ -86,6 +86,16 @@ class Run:
         return self.ema.shadow if self.ema is not None else self.bare_generator
 
 
+@dataclass(frozen=True)
+class EpochEnd:
+    """What the end of an epoch (or of the run) does: decided once, by :func:`_epoch_end`."""
+
+    outputs: bool  # sample grids, progress GIF, loss plot
+    evaluate: bool  # FID/KID
+    checkpoint: bool
+    publish: bool  # rebuild the Hub folder (and push it)
+
+
 class StopRequest:
     """SIGINT/SIGTERM set a flag; the loop checkpoints after the current step and exits."""
 
@@ -297,7 +307,7 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
         log.info("training %s on %s (%d images, %d steps/epoch, %s)", config.output_dir, run.device,
                  len(run.data), steps_per_epoch, run.precision)
     try:
-        while (progress.epoch < epochs and not (max_steps and progress.step >= max_steps)
+        while (not _finished(progress, epochs=epochs, max_steps=max_steps)
                and not _stop_everywhere(stop, layout, run.device)):
             bar = tqdm(total=steps_per_epoch, initial=progress.batch, desc=f"epoch {progress.epoch + 1}/{epochs}",
                        unit="step", disable=not (main and config.progress), dynamic_ncols=True)
@@ -335,18 +345,22 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
             if epoch_done:
                 progress.epoch += 1
                 progress.batch = 0
-            last = progress.epoch >= epochs or bool(max_steps and progress.step >= max_steps) or bool(stop)
             progress.seconds = run_seconds + time.perf_counter() - started
             if main:
-                latest_checkpoint = _after_epoch(run, progress, epoch_done, last, paths, latest_checkpoint, writer,
-                                                 pusher)
+                end = _epoch_end(config, progress, epochs=epochs, max_steps=max_steps, epoch_done=epoch_done,
+                                 stopping=bool(stop))
+                latest_checkpoint = _after_epoch(run, progress, end=end, paths=paths,
+                                                 latest_checkpoint=latest_checkpoint, writer=writer, pusher=pusher)
             layout.barrier()
-        finished = progress.epoch >= epochs or bool(max_steps and progress.step >= max_steps)
+        finished = _finished(progress, epochs=epochs, max_steps=max_steps)
         interrupted = bool(stop) and not finished
         if main and source is not None and progress.step == resumed_step and finished:
             # resumed a finished run (e.g. to add --push-to-hub): rebuild the Hub folder and push it
             log.info("nothing left to train at step %d; rebuilding %s", progress.step, hub_dir)
-            latest_checkpoint = _after_epoch(run, progress, False, True, paths, latest_checkpoint, writer, pusher)
+            end = _epoch_end(config, progress, epochs=epochs, max_steps=max_steps, epoch_done=False,
+                             stopping=bool(stop))
+            latest_checkpoint = _after_epoch(run, progress, end=end, paths=paths,
+                                             latest_checkpoint=latest_checkpoint, writer=writer, pusher=pusher)
         if interrupted and main and (latest_checkpoint is None
                                      or latest_checkpoint.name != checkpoints.name_for(progress.step)):
             # the signal came during end-of-epoch work, after that epoch's checkpoint decision
@@ -385,24 +399,46 @@ def _stop_everywhere(stop: StopRequest, layout: Distributed, device: torch.devic
     return bool(stop)
 
 
-def _after_epoch(run: Run, progress: checkpoints.Progress, epoch_done: bool, last: bool, paths: RunLayout,
+def _finished(progress: checkpoints.Progress, *, epochs: int, max_steps: int) -> bool:
+    """Every epoch, or ``--max-steps`` steps, trained."""
+    return progress.epoch >= epochs or bool(max_steps and progress.step >= max_steps)
+
+
+def _epoch_end(config: TrainConfig, progress: checkpoints.Progress, *, epochs: int, max_steps: int,
+               epoch_done: bool, stopping: bool) -> EpochEnd:
+    """The end-of-epoch decisions, from where the run stands once ``progress`` has moved on.
+
+    ``epoch_done``: a whole pass over the data just ended; ``stopping``: a signal ends the run
+    here. The last step of a run (finished or stopped) always checkpoints and publishes.
+    """
+    last = _finished(progress, epochs=epochs, max_steps=max_steps) or stopping
+    evaluated_now = bool(progress.metrics) and progress.metrics[-1]["step"] == progress.step
+    run_complete = progress.epoch >= config.epochs and progress.batch == 0  # not on an interrupt
+    return EpochEnd(
+        outputs=epoch_done or last,
+        evaluate=bool(config.eval_every) and not evaluated_now and (
+            (epoch_done and progress.epoch % config.eval_every == 0) or (last and run_complete)),
+        checkpoint=last or (epoch_done and bool(config.checkpoint_every)
+                            and progress.epoch % config.checkpoint_every == 0),
+        publish=last or (epoch_done and progress.epoch % config.hub_every == 0),
+    )
+
+
+def _after_epoch(run: Run, progress: checkpoints.Progress, *, end: EpochEnd, paths: RunLayout,
                  latest_checkpoint: Path | None, writer: Any, pusher: Any) -> Path | None:
-    """Rank 0's end-of-epoch (or end-of-run) work: samples, metrics, checkpoint, Hub push."""
+    """Rank 0's end-of-epoch (or end-of-run) work, as ``end`` decided: samples, metrics, checkpoint, Hub push."""
     config = run.config
     if run.ema is not None:
         run.ema.recalibrate()  # BN statistics for the averaged weights, before anything uses them
-    if epoch_done or last:
+    if end.outputs:
         _epoch_outputs(run, progress, paths, writer)
-    evaluated_now = bool(progress.metrics) and progress.metrics[-1]["step"] == progress.step
-    run_complete = progress.epoch >= config.epochs and progress.batch == 0  # not on an interrupt
-    if config.eval_every and not evaluated_now and (
-            (epoch_done and progress.epoch % config.eval_every == 0) or (last and run_complete)):
+    if end.evaluate:
         _evaluate(run, progress, writer)
-    if last or (epoch_done and config.checkpoint_every and progress.epoch % config.checkpoint_every == 0):
+    if end.checkpoint:
         latest_checkpoint = checkpoints.save(paths.checkpoints, _snapshot(run, progress))
         checkpoints.prune(paths.checkpoints, config.keep_checkpoints)
         log.info("checkpoint %s", latest_checkpoint)
-    if last or (epoch_done and progress.epoch % config.hub_every == 0):
+    if end.publish:
         _publish(run, progress, paths, latest_checkpoint, writer)
         if pusher is not None:
             tag = f"epoch-{progress.epoch}" if progress.batch == 0 else f"step-{progress.step}"
