@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
+from .files import replace_folder
 from .layout import DISCRIMINATOR_DIR, MODEL_FILES, HubLayout
 from .legacy import LegacyCheckpoint, read_legacy
 
@@ -94,12 +93,8 @@ def write_hub_folders(
     out_dir = Path(out_dir)
     sources = [path for path in (checkpoint.generator_file, checkpoint.discriminator_file) if path is not None]
     check_destination(out_dir, overwrite=overwrite, sources=sources)
-    target = Path(os.path.abspath(out_dir))  # "." and "x/.." have no name to stage beside
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.converting-{uuid.uuid4().hex[:8]}")
-    staging.mkdir()
     written: list[Path] = []
-    try:
+    with replace_folder(out_dir) as staging:
         if checkpoint.generator is not None:
             checkpoint.generator.save_pretrained(
                 staging, model_card_kwargs=_card(checkpoint, checkpoint.generator_file, repo_id, out_dir.name)
@@ -112,26 +107,7 @@ def write_hub_folders(
                                         f"{out_dir.name}/{DISCRIMINATOR_DIR}"),
             )
             written.append(HubLayout(out_dir).discriminator)
-        _move_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return written
-
-
-def _move_into_place(staging: Path, out_dir: Path) -> None:
-    """Rename ``staging`` to ``out_dir``; an existing ``out_dir`` is removed only once that worked."""
-    if not out_dir.exists():
-        staging.rename(out_dir)
-        return
-    retired = out_dir.with_name(f".{out_dir.name}.replaced-{uuid.uuid4().hex[:8]}")
-    out_dir.rename(retired)
-    try:
-        staging.rename(out_dir)
-    except BaseException:
-        retired.rename(out_dir)
-        raise
-    shutil.rmtree(retired)
 
 
 def convert(src: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool = False) -> list[Path]:

@@ -2,16 +2,20 @@
 
 Every small output (grids, GIFs, plots, JSON, caches' side files, the demo's results) goes
 through :func:`write_atomic`: written beside the target under a unique name, then renamed.
-Checkpoints, being folders, have their own rename in ``training.checkpoint``. Temporaries
-named ``….tmp-<pid>`` that a killed process left behind are found by :func:`remove_stale`.
+Folders (checkpoints, a run's Hub folder, ``convert``'s output) are built beside their
+target and swapped in whole by :func:`replace_folder`. Temporaries named ``….tmp-<pid>``
+that a killed process left behind are found by :func:`remove_stale`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import secrets
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
@@ -73,3 +77,60 @@ def remove_stale(folder: str | os.PathLike, pattern: str) -> list[Path]:
             stale.unlink(missing_ok=True)
         removed.append(stale)
     return removed
+
+
+@contextlib.contextmanager
+def replace_folder(target: str | os.PathLike, *, durable: bool = False) -> Iterator[Path]:
+    """Build a folder beside ``target`` and swap it in whole: readers see the old folder or the new one.
+
+    Yields a new empty folder ``.NAME.tmp-<id>-<pid>`` beside ``target`` to fill. When the block
+    ends, ``target`` (if it exists) is renamed aside to ``.NAME.old-<id>-<pid>``, the new folder
+    takes its name and the old one is deleted; if that rename fails, the old folder is put back.
+    A block that raises (a full disk) leaves ``target`` as it was and its half-built copy is
+    deleted. Copies that killed processes left beside ``target`` are removed first.
+    ``durable``: fsync the new folder before the swap and the parent after it (checkpoints).
+    """
+    target = Path(os.path.abspath(target))  # "." and "x/.." have no name to build beside
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_copies(target)
+    tag = f"{secrets.token_hex(4)}-{os.getpid()}"
+    staging = target.with_name(f".{target.name}.tmp-{tag}")
+    staging.mkdir()
+    retired = None
+    try:
+        yield staging
+        if durable:
+            fsync_dir(staging)
+        if target.exists() or target.is_symlink():
+            retired = target.with_name(f".{target.name}.old-{tag}")
+            os.replace(target, retired)
+        try:
+            os.replace(staging, target)
+        except BaseException:
+            if retired is not None:
+                os.replace(retired, target)
+            raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if durable:
+        fsync_dir(target.parent)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def remove_stale_copies(target: str | os.PathLike) -> list[Path]:
+    """Delete the half-built (``.NAME.tmp-…``) and retired (``.NAME.old-…``) copies of ``target``
+    that :func:`replace_folder` left in processes that died (each may be a whole checkpoint)."""
+    target = Path(target)
+    name = glob.escape(target.name)
+    return remove_stale(target.parent, f".{name}.tmp-*") + remove_stale(target.parent, f".{name}.old-*")
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make a folder's entries (a rename into it) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -451,6 +451,7 @@ def running(pid: int) -> bool:
 def test_stale_cache_and_hub_folder_copies_are_removed(tmp_path):
     from dcgan_hf import Discriminator
     from dcgan_hf.data import load_cache
+    from dcgan_hf.files import remove_stale_copies
     from dcgan_hf.training import publish
 
     write_images(tmp_path / "faces", 4)
@@ -466,7 +467,7 @@ def test_stale_cache_and_hub_folder_copies_are_removed(tmp_path):
     run = tmp_path / "run"
     (run / f".hub.tmp-{dead}" / "training_state").mkdir(parents=True)  # a build killed half-way
     (run / f".hub.old-{dead}").mkdir()
-    publish.remove_stale_builds(run / "hub")
+    remove_stale_copies(run / "hub")
     assert list(run.iterdir()) == []
     with pytest.raises(FileNotFoundError):  # a build that fails half-way (here: its checkpoint vanished)
         publish.build_hub_folder(run / "hub", generator=Generator(ngf=8), discriminator=Discriminator(ndf=8),

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..files import remove_stale
+from ..files import remove_stale, replace_folder
 
 PREFIX = "checkpoint-"
 STATE_FILE = "state.json"  # written last: a folder holding it is a complete checkpoint
@@ -63,16 +63,14 @@ def is_complete(path: str | os.PathLike) -> bool:
 
 
 def save(folder: str | os.PathLike, checkpoint: Checkpoint) -> Path:
-    """Write ``checkpoint`` to ``folder/checkpoint-<step>/`` atomically and return that path."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / name_for(checkpoint.progress.step)
+    """Write ``checkpoint`` to ``folder/checkpoint-<step>/`` atomically and return that path.
+
+    A leftover folder of that name without ``state.json`` is never a valid checkpoint: it is replaced.
+    """
+    final = Path(folder) / name_for(checkpoint.progress.step)
     if is_complete(final):
         return final  # the same step is already saved; its content cannot differ
-    tmp = folder / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with replace_folder(final, durable=True) as tmp:
         optimizer_tensors, optimizer_meta = {}, {}
         for key, state in checkpoint.optimizers.items():
             tensors, meta = _split_optimizer_state(state)
@@ -94,14 +92,6 @@ def save(folder: str | os.PathLike, checkpoint: Checkpoint) -> Path:
             "extra": checkpoint.extra,
         }
         _write_synced(tmp / STATE_FILE, json.dumps(state, indent=1).encode())  # last: marks completeness
-        _fsync_dir(tmp)
-        if final.exists():  # a leftover without state.json: never a valid checkpoint
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 
@@ -159,6 +149,7 @@ def prune(folder: str | os.PathLike, keep: int) -> list[Path]:
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)
     remove_stale(folder, f".{PREFIX}*.tmp-*")
+    remove_stale(folder, f".{PREFIX}*.old-*")
     return removed
 
 
@@ -197,10 +188,3 @@ def _write_synced(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .. import images as imaging
 from ..data import DeviceBatches, ImageCache, load_cache, synthetic_images
-from ..files import write_atomic
+from ..files import remove_stale_copies, write_atomic
 from ..layout import TRAINING_STATE_DIR, HubLayout, RunLayout
 from ..models import Discriminator, Generator, dcgan_init
 from . import artifacts, checkpoint as checkpoints, publish
@@ -126,7 +126,7 @@ def train(config: TrainConfig) -> TrainResult:
     layout, device = setup(config.device)
     try:
         if layout.is_main:  # free what a killed run left (whole checkpoint copies) before using the disk
-            publish.remove_stale_builds(RunLayout(Path(config.output_dir)).hub)
+            remove_stale_copies(RunLayout(Path(config.output_dir)).hub)
         run = _build(config, layout, device)
         stop = StopRequest()
         if _is_main_thread():

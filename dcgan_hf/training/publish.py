@@ -18,7 +18,7 @@ from torch import nn
 
 from ..card import fid_kid_rows
 from ..hf_datasets import hub_dataset_id, is_hub_url
-from ..files import remove_stale
+from ..files import replace_folder
 from ..layout import DISCRIMINATOR_DIR, PROGRESS_FILE, SAMPLES_FILE, HubLayout
 from .config import TrainConfig
 
@@ -132,16 +132,12 @@ def build_hub_folder(
     ``training``, ``datasets`` (Hub dataset ids trained on) and ``base_model`` (the model a run
     was initialised from: a ``user/repo[@rev]`` spec; local folders are left out of the metadata).
 
-    A build that fails (a full disk) removes its half-built copy; copies that killed runs
-    left are removed first (each holds a whole checkpoint).
+    A build that fails (a full disk) removes its half-built copy and leaves the previous folder;
+    copies that killed runs left are removed first (each holds a whole checkpoint).
     """
-    remove_stale_builds(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     card = {**card, "local_path": card.get("local_path") or short_path(str(folder))}
-    built = HubLayout(tmp)
-    try:
+    with replace_folder(folder) as tmp:
+        built = HubLayout(tmp)
         for name, source in extras.items():
             if source.is_file():
                 shutil.copy2(source, tmp / name)
@@ -157,17 +153,4 @@ def build_hub_folder(
             shutil.copytree(checkpoint, built.training_state)
         if tensorboard_dir is not None and tensorboard_dir.is_dir():
             shutil.copytree(tensorboard_dir, built.runs)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
     return folder
-
-
-def remove_stale_builds(folder: Path) -> list[Path]:
-    """Half-built or retired copies of the Hub folder (``.hub.tmp-PID``, ``.hub.old-PID``) of dead processes."""
-    return remove_stale(folder.parent, f".{folder.name}.tmp-*") + remove_stale(folder.parent, f".{folder.name}.old-*")
