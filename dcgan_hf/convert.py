@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .hub import ensure_repo, publish_folder, transport_errors
+    from .hub_client import ensure_repo, publish_folder, transport_errors
 
     try:
         check_destination(args.out_dir, overwrite=args.overwrite, sources=[args.src])

@@ -132,7 +132,7 @@ def _subfolders(folder: Path) -> Iterator[Path]:
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
-    from .hub import transport_errors
+    from .hub_client import transport_errors
 
     return transport_errors()
 

@@ -1,5 +1,8 @@
 """Where models come from and go to: model specs ("user/repo@rev" or a folder), the
-bundled default model, and publishing to the Hub."""
+bundled default model, whole-folder downloads, and publishing to the Hub in the background.
+
+The single calls into the Hub client (downloads, repo creation, uploads, error translation)
+are in :mod:`dcgan_hf.hub_client`."""
 
 from __future__ import annotations
 
@@ -18,7 +21,9 @@ import torch
 from huggingface_hub import HfApi, get_token, snapshot_download
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
-from .models import Generator, ModelLoadError, hub_errors
+from .errors import ModelLoadError
+from .hub_client import hub_errors, publish_folder
+from .models import Generator
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "pretrained" / "celeba64"
 BUNDLED_REPO_ID = "dcgan-hf/dcgan-celeba64"  # where the bundled model is published (README front matter)
@@ -109,52 +114,6 @@ def download_folder(
 
 
 # -- publishing (train.py --push-to-hub) ----------------------------------------------------
-
-
-def transport_errors() -> tuple[type[BaseException], ...]:
-    """What the Hub client raises when it cannot connect at all (httpx2 under huggingface_hub 2.x)."""
-    errors: list[type[BaseException]] = [OSError]
-    for name in ("httpx2", "httpx"):
-        try:
-            errors.append(__import__(name).TransportError)
-        except (ImportError, AttributeError):
-            continue
-    return tuple(errors)
-
-
-def ensure_repo(repo_id: str, *, private: bool | None = None, token: str | None = None) -> str:
-    """Create the model repo if it is missing and return its full id ("name" → "user/name").
-
-    Model cards name the repo they are pushed to, so the id must be known before they are written.
-    """
-    return HfApi(token=token).create_repo(repo_id, private=private, exist_ok=True).repo_id
-
-
-def publish_folder(
-    api: HfApi,
-    repo_id: str,
-    folder: str | os.PathLike,
-    *,
-    message: str,
-    tag: str | None = None,
-    delete_patterns: str | Sequence[str] | None = None,
-) -> str:
-    """Upload ``folder`` to the repo's main branch as one commit, tag that commit; return its sha.
-
-    The tag points at the commit this upload made (not at whatever ``main`` is by then), so
-    ``from_pretrained(repo_id, revision=tag)`` gets exactly this folder. An existing tag is
-    left as it is (a retried push must not fail on its own earlier tag).
-    """
-    patterns = [delete_patterns] if isinstance(delete_patterns, str) else delete_patterns
-    commit = api.upload_folder(
-        repo_id=repo_id,
-        folder_path=folder,
-        commit_message=message,
-        delete_patterns=list(patterns) if patterns is not None else None,
-    )
-    if tag is not None:
-        api.create_tag(repo_id, tag=tag, revision=commit.oid, exist_ok=True)
-    return commit.oid
 
 
 @dataclass(frozen=True)

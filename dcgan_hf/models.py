@@ -6,29 +6,23 @@ pytorch/examples, so their checkpoints load key for key (``main.0.weight`` …).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import reprlib
 from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
-from huggingface_hub.errors import (
-    HfHubHTTPError,
-    LocalEntryNotFoundError,
-    RemoteEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
+from huggingface_hub import PyTorchModelHubMixin
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
 from . import card as model_card
+from .errors import ModelLoadError
+from .hub_client import download_file, ensure_repo
 from .layout import CONFIG_FILE, WEIGHTS_FILE, HubLayout
 
 HUB_METADATA: dict[str, Any] = dict(
@@ -56,10 +50,6 @@ SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "BOOL": torch.bool,
 }
 FLOAT_DTYPES = frozenset({torch.float64, torch.float32, torch.float16, torch.bfloat16})
-
-
-class ModelLoadError(ValueError):
-    """A model folder or repo that cannot be loaded as asked; the message says why."""
 
 
 def dcgan_init(model: nn.Module, generator: torch.Generator | None = None) -> None:
@@ -311,9 +301,9 @@ class _HubModel(nn.Module):
         elif os.path.exists(source) or _looks_like_path(source):
             raise ModelLoadError(f"no model folder at {source!r}")
         else:
-            download = dict(repo_id=source, revision=revision, subfolder=subfolder, **download_options)
-            config_path = Path(_download(filename=CONFIG_FILE, **download))
-            weights_path = Path(_download(filename=WEIGHTS_FILE, **download))
+            download = dict(revision=revision, subfolder=subfolder, **download_options)
+            config_path = download_file(source, CONFIG_FILE, **download)
+            weights_path = download_file(source, WEIGHTS_FILE, **download)
         label = source if os.path.isdir(source) else f"{source}@{revision or 'main'}"
         label = f"{label}/{subfolder + '/' if subfolder else ''}{WEIGHTS_FILE}"
         config = cls.config_from_dict(read_config(config_path, source), source)
@@ -398,40 +388,11 @@ class _HubModel(nn.Module):
 
 def _created_repo_id(repo_id: str, push_kwargs: dict[str, Any]) -> str:
     """Create the repo if needed (as ``push_to_hub`` would) and return its full id ("name" → "user/name")."""
-    from .hub import ensure_repo
-
     return ensure_repo(repo_id, private=push_kwargs.get("private"), token=push_kwargs.get("token"))
 
 
 def _looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~")) or source.count("/") > 1
-
-
-@contextlib.contextmanager
-def hub_errors(where: str, filename: str | None = None) -> Iterator[None]:
-    """Turn the Hub client's errors into a ModelLoadError saying what failed (repo, revision, file)."""
-    what = filename or "it"
-    try:
-        yield
-    except RevisionNotFoundError as error:
-        raise ModelLoadError(f"revision not found: {where}") from error
-    except RemoteEntryNotFoundError as error:  # (LocalEntryNotFoundError is an EntryNotFoundError too)
-        raise ModelLoadError(f"{where} has no {what}: not a dcgan_hf model repo") from error
-    except RepositoryNotFoundError as error:
-        raise ModelLoadError(f"model repo not found (or private without a token): {where}") from error
-    except LocalEntryNotFoundError as error:
-        raise ModelLoadError(f"cannot reach the Hub for {where} and {what} is not in the local cache") from error
-    except HfHubHTTPError as error:
-        raise ModelLoadError(f"Hub error for {where}{'/' + filename if filename else ''}: {error}") from error
-    except ValueError as error:  # HFValidationError: not a valid repo id
-        raise ModelLoadError(f"{where!r} is neither a local folder nor a valid Hub repo id ({error})") from error
-
-
-def _download(**kwargs: Any) -> str:
-    """hf_hub_download with errors that say which repo, revision and file failed."""
-    where = f"{kwargs['repo_id']}" + (f"@{kwargs['revision']}" if kwargs.get("revision") else "")
-    with hub_errors(where, kwargs["filename"]):
-        return hf_hub_download(**kwargs)
 
 
 class Generator(_HubModel, PyTorchModelHubMixin, **HUB_METADATA):

@@ -1,0 +1,98 @@
+"""The calls into the Hugging Face Hub client, in one place, each failure made one clear line.
+
+Single-file downloads (what ``from_pretrained`` reads), repo creation and folder uploads
+with a tag: the library's models, its folder downloads (``hub``), ``convert`` and the Hub
+datasets reader all go through here. It imports nothing of the library but its error type,
+so every module may use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from .errors import ModelLoadError
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """What the Hub client raises when it cannot connect at all (httpx2 under huggingface_hub 2.x)."""
+    errors: list[type[BaseException]] = [OSError]
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(__import__(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+@contextlib.contextmanager
+def hub_errors(where: str, filename: str | None = None) -> Iterator[None]:
+    """Turn the Hub client's errors into a ModelLoadError saying what failed (repo, revision, file)."""
+    what = filename or "it"
+    try:
+        yield
+    except RevisionNotFoundError as error:
+        raise ModelLoadError(f"revision not found: {where}") from error
+    except RemoteEntryNotFoundError as error:  # (LocalEntryNotFoundError is an EntryNotFoundError too)
+        raise ModelLoadError(f"{where} has no {what}: not a dcgan_hf model repo") from error
+    except RepositoryNotFoundError as error:
+        raise ModelLoadError(f"model repo not found (or private without a token): {where}") from error
+    except LocalEntryNotFoundError as error:
+        raise ModelLoadError(f"cannot reach the Hub for {where} and {what} is not in the local cache") from error
+    except HfHubHTTPError as error:
+        raise ModelLoadError(f"Hub error for {where}{'/' + filename if filename else ''}: {error}") from error
+    except ValueError as error:  # HFValidationError: not a valid repo id
+        raise ModelLoadError(f"{where!r} is neither a local folder nor a valid Hub repo id ({error})") from error
+
+
+def download_file(repo_id: str, filename: str, *, revision: str | None = None, **options: Any) -> Path:
+    """``hf_hub_download`` (through the HF cache) with errors that say which repo, revision and file failed."""
+    where = repo_id + (f"@{revision}" if revision else "")
+    with hub_errors(where, filename):
+        return Path(hf_hub_download(repo_id=repo_id, filename=filename, revision=revision, **options))
+
+
+def ensure_repo(repo_id: str, *, private: bool | None = None, token: str | None = None) -> str:
+    """Create the model repo if it is missing and return its full id ("name" → "user/name").
+
+    Model cards name the repo they are pushed to, so the id must be known before they are written.
+    """
+    return HfApi(token=token).create_repo(repo_id, private=private, exist_ok=True).repo_id
+
+
+def publish_folder(
+    api: HfApi,
+    repo_id: str,
+    folder: str | os.PathLike,
+    *,
+    message: str,
+    tag: str | None = None,
+    delete_patterns: str | Sequence[str] | None = None,
+) -> str:
+    """Upload ``folder`` to the repo's main branch as one commit, tag that commit; return its sha.
+
+    The tag points at the commit this upload made (not at whatever ``main`` is by then), so
+    ``from_pretrained(repo_id, revision=tag)`` gets exactly this folder. An existing tag is
+    left as it is (a retried push must not fail on its own earlier tag).
+    """
+    patterns = [delete_patterns] if isinstance(delete_patterns, str) else delete_patterns
+    commit = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=folder,
+        commit_message=message,
+        delete_patterns=list(patterns) if patterns is not None else None,
+    )
+    if tag is not None:
+        api.create_tag(repo_id, tag=tag, revision=commit.oid, exist_ok=True)
+    return commit.oid
