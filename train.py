@@ -15,6 +15,7 @@ import logging
 import sys
 
 from dcgan_hf.data import DataError
+from dcgan_hf.devices import DeviceError
 from dcgan_hf.hf_datasets import DatasetSourceError
 from dcgan_hf.models import ModelLoadError
 from dcgan_hf.training import TrainConfig, train
@@ -25,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig.from_args(argv)
     try:
         result = train(config)
-    except (DataError, DatasetSourceError, FileNotFoundError, ModelLoadError) as error:
-        # no usable images, no disk space, an unusable --data / --init-from source: one line, no traceback
+    except (DataError, DatasetSourceError, DeviceError, FileNotFoundError, ModelLoadError) as error:
+        # no usable images, no disk space, an unusable --data / --init-from source or --device: one line, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
     if result.interrupted:

@@ -16,6 +16,7 @@ from typing import Sequence
 import torch
 
 from . import images as imaging
+from .devices import resolve_device
 from .files import write_atomic
 from .hub import BUNDLED_MODEL, load_generator
 from .latent import parse_seeds
@@ -48,8 +49,6 @@ def _generate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 def check_args(args: argparse.Namespace) -> torch.device:
     """Every flag checked before the model loads (a ValueError names the bad one); returns the device."""
-    from .serving import choose_device
-
     out = Path(args.out)
     to_folder = args.out.endswith(("/", "\\")) or out.is_dir()
     suffix = out.suffix.lower()
@@ -71,7 +70,7 @@ def check_args(args: argparse.Namespace) -> torch.device:
     if not MIN_DURATION_MS <= args.duration <= MAX_DURATION_MS:
         raise ValueError(f"--duration must be from {MIN_DURATION_MS} to {MAX_DURATION_MS} ms, got {args.duration}")
     check_truncation(args.truncation)
-    return choose_device(args.device)
+    return resolve_device(args.device)
 
 
 def generate(args: argparse.Namespace) -> int:

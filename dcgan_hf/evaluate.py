@@ -28,6 +28,7 @@ from PIL import UnidentifiedImageError
 from torch import nn
 
 from .data import ImageSource, decode, find_images
+from .devices import resolve_device
 from .files import write_atomic
 from .hub import load_generator
 from .metrics import EvalDependencyError, FeatureCache, InceptionFeatures, fid, kid
@@ -208,8 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status (2 with a message on bad input, like the other CLIs)."""
     args = build_parser().parse_args(argv)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
+        device = resolve_device(args.device)
         real_images = RealImages.open(args.real, args.num_real, args.real_split)
         extractor = InceptionFeatures(device=device, batch_size=args.batch_size)
         generator = load_generator(args.model, device=device)

@@ -516,6 +516,25 @@ def test_generate_writes_the_format_its_file_name_says(model_dir, tmp_path, suff
         assert image.format == format_name and image.size == (3 * 66 + 2, 68)
 
 
+def test_every_cli_reads_device_the_same_way_with_one_line(tmp_path, capsys):
+    from dcgan_hf.devices import DeviceError, resolve_device
+    from dcgan_hf.evaluate import main as evaluate_main
+
+    assert resolve_device(" CPU ") == torch.device("cpu") and resolve_device("cpu", local_rank=1).index is None
+    for name, message in (("bogus", "unknown device 'bogus'"), ("mps", "unsupported device 'mps'")):
+        with pytest.raises(DeviceError, match=message):
+            resolve_device(name)
+    if not torch.cuda.is_available():
+        assert resolve_device("auto", local_rank=1) == torch.device("cpu")
+        with pytest.raises(DeviceError, match="--device cuda:1 was asked for, but torch sees no CUDA GPU"):
+            resolve_device("cuda:1")
+    assert evaluate_main(["--model", "m", "--real", "r", "--device", "bogus"]) == 2
+    assert capsys.readouterr().err == "error: unknown device 'bogus': use auto, cpu or cuda[:N]\n"
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), "--dry-run", "--device", "bogus", "--output-dir",
+                           str(tmp_path / "run")], capture_output=True, text=True, env=PYTHON_ENV, cwd=ROOT)
+    assert done.returncode == 2 and done.stderr == "error: unknown device 'bogus': use auto, cpu or cuda[:N]\n"
+
+
 # -- 6. atomic writes never touch the process umask ------------------------------------------
 
 def test_write_atomic_never_changes_the_umask_and_still_follows_it(tmp_path):

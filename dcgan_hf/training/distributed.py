@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..devices import resolve_device
+
 
 @dataclass(frozen=True)
 class Distributed:
@@ -36,19 +38,6 @@ class Distributed:
             dist.destroy_process_group()
 
 
-def pick_device(requested: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → this rank's GPU when there is one, else the CPU."""
-    if requested == "auto":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(requested)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for, but no CUDA GPU is available")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
-
-
 def setup(requested_device: str) -> tuple[Distributed, torch.device]:
     """Join the torchrun process group if there is one; return the layout and our device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -57,7 +46,7 @@ def setup(requested_device: str) -> tuple[Distributed, torch.device]:
         world_size=world_size,
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
     )
-    device = pick_device(requested_device, layout.local_rank)
+    device = resolve_device(requested_device, local_rank=layout.local_rank)  # auto, cuda: this rank's GPU
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if layout.enabled and not dist.is_initialized():
