@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if result.interrupted:
         return 130
-    failed = [push for push in result.pushes if not getattr(push, "ok", True)]
+    failed = [push for push in result.pushes if not push.ok]
     if failed:
         logging.getLogger("train").error("%d Hub push(es) failed; the local results are in %s",
                                          len(failed), result.output_dir)

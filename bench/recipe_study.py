@@ -225,9 +225,9 @@ def eval_variant(study: Path, name: str, stops: list[int], real: str, num: int, 
         result = evaluate(ema_generator(checkpoint), real, num=num, extractor=extractor, progress=False)
         append_row(study, {
             "name": name, "step": stop, "images": stop * batch, "kind": kinds[stop],
-            "fid": result["fid"], "kid_mean": result["kid_mean"], "kid_std": result["kid_std"],
-            "num_generated": result["num_generated"], "num_real": result["num_real"],
-            "eval_seconds": round(result["seconds"], 1), "what": VARIANTS[name][1],
+            "fid": result.fid, "kid_mean": result.kid_mean, "kid_std": result.kid_std,
+            "num_generated": result.num_generated, "num_real": result.num_real,
+            "eval_seconds": round(result.seconds, 1), "what": VARIANTS[name][1],
             "command": "python train.py " + " ".join(all_flags(name)) + f" --max-steps {stop}",
         })
 

@@ -39,6 +39,29 @@ IMAGE_SIZE = 64
 
 
 @dataclass(frozen=True)
+class EvalResult:
+    """FID and KID of one evaluation, and what they were measured on."""
+
+    fid: float
+    kid_mean: float
+    kid_std: float
+    num_generated: int
+    num_real: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON ``--json`` writes (these keys, in this order)."""
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        """One human line, e.g. ``FID 23.41  KID×1000 12.3 ± 1.1  (10000 generated vs 4740 real, 123 s)``."""
+        return (
+            f"FID {self.fid:.2f}  KID×1000 {self.kid_mean * 1000:.1f} ± {self.kid_std * 1000:.1f}  "
+            f"({self.num_generated} generated vs {self.num_real} real, {self.seconds:.0f} s)"
+        )
+
+
+@dataclass(frozen=True)
 class RealImages:
     """The first ``limit`` images, in the sorted order of :func:`dcgan_hf.data.find_images`.
 
@@ -134,13 +157,12 @@ def evaluate(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> EvalResult:
     """FID and KID of ``generator`` (seeds 0 … num-1) against the real images.
 
     Pass a long-lived ``extractor`` when evaluating repeatedly (training) to load the
     Inception network once; otherwise one is made on ``device`` (default: the
     generator's). ``real_split`` only matters for a CelebA root (see ``dcgan_hf.data``).
-    Returns fid, kid_mean, kid_std, num_generated, num_real and seconds.
     """
     started = time.perf_counter()
     if num < 2:
@@ -155,21 +177,13 @@ def evaluate(
         generated_batches(generator, num, extractor.batch_size), total=num, description="generated", progress=progress
     )
     kid_value = kid(fake_feats, real_feats, kid_subsets, kid_subset_size, device=extractor.device)
-    return dict(
+    return EvalResult(
         fid=fid(fake_feats, real_feats),
         kid_mean=kid_value.mean,
         kid_std=kid_value.std,
         num_generated=num,
         num_real=len(real_images),
         seconds=time.perf_counter() - started,
-    )
-
-
-def format_result(result: dict[str, Any]) -> str:
-    """One human line, e.g. ``FID 23.41  KID×1000 12.3 ± 1.1  (10000 generated vs 4740 real, 123 s)``."""
-    return (
-        f"FID {result['fid']:.2f}  KID×1000 {result['kid_mean'] * 1000:.1f} ± {result['kid_std'] * 1000:.1f}  "
-        f"({result['num_generated']} generated vs {result['num_real']} real, {result['seconds']:.0f} s)"
     )
 
 
@@ -228,10 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EvalDependencyError, ModelLoadError, ValueError, OSError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(format_result(result))
+    print(result.describe())
     if args.json is not None:
         try:
-            payload = dict(result, model=args.model, real=str(real_images.root), device=str(device))
+            payload = dict(result.as_dict(), model=args.model, real=str(real_images.root), device=str(device))
             write_atomic(args.json, json.dumps(payload, indent=2) + "\n")
         except OSError as error:
             print(f"error: cannot write {args.json}: {error}", file=sys.stderr)

@@ -126,11 +126,11 @@ def test_convert_push_to_hub_names_the_repo(local_hub, token, tmp_path):
 
 def test_training_card_inputs(tmp_path):
     """What train.py hands build_hub_folder: metrics with the eval set, Hub datasets, base_model, the repo."""
+    from dcgan_hf.training.checkpoint import EvalRecord
     from dcgan_hf.training.config import TrainConfig
 
     config = TrainConfig(data="hf://datasets/owner/faces@v2", eval_real="/data/celeba64/val", eval_every=1)
-    metrics = [{"epoch": 2, "step": 10, "fid": 50.0, "kid_mean": 0.02, "kid_std": 0.001, "num_generated": 100,
-                "num_real": 80}]
+    metrics = [EvalRecord(epoch=2, step=10, fid=50.0, kid_mean=0.02, kid_std=0.001, num_generated=100, num_real=80)]
     card = {"title": "t", "repo_id": None, "metrics": publish.metric_rows(metrics, dataset="celeba64/val"),
             "datasets": publish.hub_datasets(config), "base_model": "user/base@epoch-3", "training": {"a": 1}}
     folder = publish.build_hub_folder(tmp_path / "run" / "hub", generator=Generator(ngf=8),

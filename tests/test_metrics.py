@@ -302,8 +302,8 @@ def test_evaluate_reuses_a_given_extractor_and_keeps_the_generator_mode(extracto
     result = evaluate(generator, real, num=3, extractor=extractor, cache_dir=tmp_path / "cache", progress=False)
     assert extractor.images_seen == seen + 3 + 2
     assert generator.training
-    assert (result["num_generated"], result["num_real"]) == (3, 2)
-    assert result["fid"] > 0 and np.isfinite(result["kid_mean"]) and result["seconds"] > 0
+    assert (result.num_generated, result.num_real) == (3, 2)
+    assert result.fid > 0 and np.isfinite(result.kid_mean) and result.seconds > 0
 
 
 @needs_extra
@@ -320,6 +320,8 @@ def test_cli_prints_fid_and_kid_and_writes_json(tmp_path, capsys):
     match = re.fullmatch(r"FID (\S+)  KID×1000 (\S+) ± (\S+)  \(16 generated vs 4 real, \d+ s\)", line)
     assert match, line
     saved = json.loads(out.read_text())
+    assert list(saved) == ["fid", "kid_mean", "kid_std", "num_generated", "num_real", "seconds", "model", "real",
+                           "device"]
     assert (saved["num_generated"], saved["num_real"], saved["model"]) == (16, 4, str(model))
     assert float(match.group(1)) == pytest.approx(saved["fid"], abs=0.005)
     assert float(match.group(2)) == pytest.approx(saved["kid_mean"] * 1000, abs=0.05)

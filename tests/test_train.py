@@ -97,9 +97,9 @@ def test_eval_every_logs_fid_and_kid_into_the_card(tmp_path, faces):
     write_images(real, 10, seed=7)
     result = train(tiny_config(tmp_path, faces, epochs=1, eval_every=1, eval_real=str(real), eval_num=8))
     (row,) = result.progress.metrics
-    assert row["num_generated"] == 8 and row["num_real"] == 10 and row["fid"] > 0 and row["epoch"] == 1
+    assert row.num_generated == 8 and row.num_real == 10 and row.fid > 0 and row.epoch == 1
     card = (Path(result.output_dir) / "hub" / "README.md").read_text()
-    assert f"| FID | {row['fid']:.2f} | 8 generated vs 10 real images" in card
+    assert f"| FID | {row.fid:.2f} | 8 generated vs 10 real images" in card
     assert "| KID ×1000 |" in card
 
 
@@ -150,8 +150,8 @@ def test_end_of_epoch_decisions(epochs, where, done, stopping, evaluated, expect
     epoch, batch, step = where
     progress = checkpoints.Progress(epoch=epoch, batch=batch, step=step)
     if evaluated:
-        progress.metrics.append({"epoch": epoch, "step": step, "fid": 1.0, "kid_mean": 0.0, "kid_std": 0.0,
-                                 "num_generated": 2, "num_real": 2})
+        progress.metrics.append(checkpoints.EvalRecord(epoch=epoch, step=step, fid=1.0, kid_mean=0.0, kid_std=0.0,
+                                                       num_generated=2, num_real=2))
     end = _epoch_end(config, progress, epochs=epochs, max_steps=config.max_steps, epoch_done=done,
                      stopping=stopping)
     assert end == EpochEnd(*expected)
@@ -216,6 +216,25 @@ def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, faces, mo
     assert checkpoints.latest(folder) == good
     assert checkpoints.load(good).progress.step == 6
     assert [p.name for p in folder.iterdir()] == [good.name]  # no half-written folder left
+
+
+def test_progress_json_is_unchanged_and_old_checkpoints_load(tmp_path):
+    old = {"epoch": 1, "batch": 0, "step": 6, "seconds": 2.5,
+           "history": [{"step": 6, "epoch": 1.0, "loss_d": 1.2, "loss_g": 0.9, "d_real": 0.6, "d_fake": 0.4,
+                        "img_per_s": 80.0}],
+           "metrics": [{"epoch": 1, "step": 6, "fid": 50.0, "kid_mean": 0.02, "kid_std": 0.001, "num_generated": 8,
+                        "num_real": 10}]}
+    progress = checkpoints.Progress.from_dict(old)
+    assert progress.metrics[0].fid == 50.0 and json.dumps(progress.to_dict()) == json.dumps(old)
+    weights = {"w": torch.zeros(2)}
+    saved = checkpoints.save(tmp_path, checkpoints.Checkpoint(
+        progress, {}, "fp", weights, weights, {"g": {"state": {}, "param_groups": []}},
+        {"noise": torch.zeros(8, dtype=torch.uint8)}))
+    assert json.loads((saved / "state.json").read_text())["progress"] == old
+    assert checkpoints.load(saved).progress == progress
+    assert checkpoints.Progress.from_dict({k: v for k, v in old.items() if k != "seconds"}).seconds == 0.0
+    with pytest.raises(ValueError, match="unreadable progress"):
+        checkpoints.Progress.from_dict({**old, "metrics": [{"fid": 1.0}]})
 
 
 def test_killed_writers_never_leave_a_broken_checkpoint(tmp_path):

@@ -8,6 +8,7 @@ no half-written one. No pickle anywhere, so a checkpoint pulled from the Hub is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -26,6 +27,19 @@ FORMAT = 1
 TENSOR_FILES = ("generator", "discriminator", "ema", "optimizers", "rng")
 
 
+@dataclass(frozen=True)
+class EvalRecord:
+    """One FID/KID evaluation during training, as ``state.json`` keeps it (these keys, in this order)."""
+
+    epoch: int
+    step: int
+    fid: float
+    kid_mean: float
+    kid_std: float
+    num_generated: int
+    num_real: int
+
+
 @dataclass
 class Progress:
     """Where a run stands: the next batch to train is ``batch`` of ``epoch``."""
@@ -35,7 +49,19 @@ class Progress:
     step: int = 0
     seconds: float = 0.0  # training wall time over all sessions of the run (resumes included)
     history: list[dict[str, float]] = field(default_factory=list)  # one row per log interval
-    metrics: list[dict[str, float]] = field(default_factory=list)  # one row per evaluation
+    metrics: list[EvalRecord] = field(default_factory=list)  # one per evaluation
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``state.json`` holds: plain JSON, every evaluation as an object."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Progress":
+        """Read :meth:`to_dict`'s JSON back (checkpoints older than ``seconds`` lack it: 0)."""
+        try:
+            return cls(**{**values, "metrics": [EvalRecord(**row) for row in values.get("metrics", [])]})
+        except TypeError as error:  # a missing or unknown key
+            raise ValueError(f"unreadable progress ({error})") from error
 
 
 @dataclass
@@ -84,7 +110,7 @@ def save(folder: str | os.PathLike, checkpoint: Checkpoint) -> Path:
             _save_tensors(tmp / "ema.safetensors", checkpoint.ema)
         state = {
             "format": FORMAT,
-            "progress": vars(checkpoint.progress),
+            "progress": checkpoint.progress.to_dict(),
             "config": checkpoint.config,
             "data_fingerprint": checkpoint.data_fingerprint,
             "optimizers": optimizer_meta,
@@ -115,7 +141,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpo
             for key, meta in state["optimizers"].items()
         }
         return Checkpoint(
-            progress=Progress(**state["progress"]),
+            progress=Progress.from_dict(state["progress"]),
             config=state["config"],
             data_fingerprint=state["data_fingerprint"],
             generator=load_file(str(path / "generator.safetensors"), device=device),

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import torch
@@ -33,6 +33,10 @@ from .distributed import Distributed, setup
 from .ema import EMA
 from .step import GanStep, StepOptions, make_optimizers
 
+if TYPE_CHECKING:  # both import heavy optional parts (huggingface_hub's upload machinery, Inception)
+    from ..hub import HubPusher, PushResult
+    from ..metrics import InceptionFeatures
+
 log = logging.getLogger(__name__)
 
 
@@ -45,7 +49,7 @@ class TrainResult:
     interrupted: bool
     checkpoint: Path | None
     hub_folder: Path | None
-    pushes: list[Any] = field(default_factory=list)
+    pushes: list[PushResult] = field(default_factory=list)  # every Hub push, in order (none without --push-to-hub)
     images_per_second: float = 0.0
     generator: Generator | None = None  # the live weights at the end (no DDP wrapper)
     discriminator: Discriminator | None = None
@@ -70,7 +74,7 @@ class Run:
     step: GanStep
     precision: str
     base: BaseModel | None = None  # --init-from's source, when the run started from one
-    extractor: Any = None  # the Inception network, loaded at the first evaluation and kept
+    extractor: InceptionFeatures | None = None  # the Inception network, loaded at the first evaluation and kept
 
     @property
     def bare_generator(self) -> Generator:
@@ -412,7 +416,7 @@ def _epoch_end(config: TrainConfig, progress: checkpoints.Progress, *, epochs: i
     here. The last step of a run (finished or stopped) always checkpoints and publishes.
     """
     last = _finished(progress, epochs=epochs, max_steps=max_steps) or stopping
-    evaluated_now = bool(progress.metrics) and progress.metrics[-1]["step"] == progress.step
+    evaluated_now = bool(progress.metrics) and progress.metrics[-1].step == progress.step
     run_complete = progress.epoch >= config.epochs and progress.batch == 0  # not on an interrupt
     return EpochEnd(
         outputs=epoch_done or last,
@@ -425,7 +429,7 @@ def _epoch_end(config: TrainConfig, progress: checkpoints.Progress, *, epochs: i
 
 
 def _after_epoch(run: Run, progress: checkpoints.Progress, *, end: EpochEnd, paths: RunLayout,
-                 latest_checkpoint: Path | None, writer: Any, pusher: Any) -> Path | None:
+                 latest_checkpoint: Path | None, writer: Any, pusher: HubPusher | None) -> Path | None:
     """Rank 0's end-of-epoch (or end-of-run) work, as ``end`` decided: samples, metrics, checkpoint, Hub push."""
     config = run.config
     if run.ema is not None:
@@ -480,14 +484,15 @@ def _evaluate(run: Run, progress: checkpoints.Progress, writer: Any) -> None:
         run.extractor = InceptionFeatures(device=run.device)
     result = evaluate(run.published_generator, config.eval_real, num=config.eval_num, extractor=run.extractor,
                       progress=False)
-    row = {"epoch": progress.epoch, "step": progress.step, "fid": result["fid"], "kid_mean": result["kid_mean"],
-           "kid_std": result["kid_std"], "num_generated": result["num_generated"], "num_real": result["num_real"]}
+    row = checkpoints.EvalRecord(epoch=progress.epoch, step=progress.step, fid=result.fid, kid_mean=result.kid_mean,
+                                 kid_std=result.kid_std, num_generated=result.num_generated,
+                                 num_real=result.num_real)
     progress.metrics.append(row)
-    log.info("epoch %d: FID %.2f  KID×1000 %.2f ± %.2f", progress.epoch, row["fid"], row["kid_mean"] * 1000,
-             row["kid_std"] * 1000)
+    log.info("epoch %d: FID %.2f  KID×1000 %.2f ± %.2f", progress.epoch, row.fid, row.kid_mean * 1000,
+             row.kid_std * 1000)
     if writer is not None:
-        writer.add_scalar("eval/fid", row["fid"], progress.step)
-        writer.add_scalar("eval/kid_x1000", row["kid_mean"] * 1000, progress.step)
+        writer.add_scalar("eval/fid", row.fid, progress.step)
+        writer.add_scalar("eval/kid_x1000", row.kid_mean * 1000, progress.step)
 
 
 def _publish(run: Run, progress: checkpoints.Progress, paths: RunLayout, checkpoint: Path | None,
@@ -521,7 +526,7 @@ def _tensorboard(path: Path) -> Any:
     return SummaryWriter(str(path))
 
 
-def _pusher(config: TrainConfig) -> Any:
+def _pusher(config: TrainConfig) -> HubPusher:
     from ..hub import HubPusher
 
     return HubPusher(config.push_to_hub, private=config.hub_private, base_delay=config.hub_retry_delay,

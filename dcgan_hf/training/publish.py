@@ -20,6 +20,7 @@ from ..card import fid_kid_rows
 from ..hf_datasets import hub_dataset_id, is_hub_url
 from ..files import replace_folder
 from ..layout import DISCRIMINATOR_DIR, PROGRESS_FILE, SAMPLES_FILE, HubLayout
+from .checkpoint import EvalRecord
 from .config import TrainConfig
 
 
@@ -105,14 +106,14 @@ def training_table(
     return table
 
 
-def metric_rows(metrics: Sequence[dict[str, Any]], dataset: str | None = None) -> list[dict[str, Any]]:
+def metric_rows(metrics: Sequence[EvalRecord], dataset: str | None = None) -> list[dict[str, Any]]:
     """The latest evaluation as model-card rows (table + model-index); ``dataset`` names the real images."""
     if not metrics:
         return []
     last = metrics[-1]
-    return fid_kid_rows(fid=last["fid"], kid_mean=last["kid_mean"], kid_std=last["kid_std"],
-                        num_generated=last["num_generated"], num_real=last["num_real"], dataset=dataset,
-                        epoch=last["epoch"])
+    return fid_kid_rows(fid=last.fid, kid_mean=last.kid_mean, kid_std=last.kid_std,
+                        num_generated=last.num_generated, num_real=last.num_real, dataset=dataset,
+                        epoch=last.epoch)
 
 
 def build_hub_folder(
