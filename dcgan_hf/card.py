@@ -71,7 +71,7 @@ logits = D(images)  # images: float (N, {{ config.nc }}, 64, 64) in [-1, 1]; sig
 {% if metrics %}| metric | value | protocol |
 |---|---|---|
 {% for m in metrics %}| {{ m.name }} | {{ m.value }} | {{ m.protocol | default("", true) }} |
-{% endfor %}{% else %}No metrics recorded yet (`python -m dcgan_hf.evaluate --model … --real …` computes FID and KID).
+{% endfor %}{% else %}No metrics recorded yet (`python -m dcgan_hf evaluate --model … --real …` computes FID and KID).
 {% endif %}
 ## Training
 

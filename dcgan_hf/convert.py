@@ -1,4 +1,4 @@
-"""Turn a legacy DCGAN checkpoint into Hub model folders: ``python -m dcgan_hf.convert SRC OUT_DIR``.
+"""Turn a legacy DCGAN checkpoint into Hub model folders: ``python -m dcgan_hf convert SRC OUT_DIR``.
 
 The folders are written beside OUT_DIR under a temporary name and renamed into place
 only when complete, so a failed conversion leaves nothing behind.
@@ -76,7 +76,7 @@ def _card(checkpoint: LegacyCheckpoint, source: Path | None, repo_id: str | None
             "epoch": checkpoint.epoch if checkpoint.epoch is not None else "not recorded",
         },
         data_notice=(
-            "Converted from a legacy checkpoint with `python -m dcgan_hf.convert`; its training "
+            "Converted from a legacy checkpoint with `python -m dcgan_hf convert`; its training "
             "data is not recorded here. CelebA, if used, is released for non-commercial research only."
         ),
     )
@@ -132,7 +132,7 @@ def describe(checkpoint: LegacyCheckpoint) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dcgan_hf.convert",
+        prog="python -m dcgan_hf convert",
         description="Convert a legacy DCGAN checkpoint into Hub folders that from_pretrained loads.",
         epilog=LAYOUT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,

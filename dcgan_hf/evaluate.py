@@ -1,6 +1,6 @@
 """FID and KID of a generator against a folder (or zip) of real images.
 
-    python -m dcgan_hf.evaluate --model user/dcgan-celeba --real data/val --num 10000
+    python -m dcgan_hf evaluate --model user/dcgan-celeba --real data/val --num 10000
 
 Generated images are the seeds ``0 … num-1`` (so a number is reproducible and two
 models are compared on the same latents); real images are the first ``num_real`` files in
@@ -196,7 +196,7 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dcgan_hf.evaluate",
+        prog="python -m dcgan_hf evaluate",
         description="FID and KID of a dcgan_hf generator against real images "
         "(needs the eval extra: pip install 'dcgan_hf[eval]').",
     )

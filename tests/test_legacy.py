@@ -438,7 +438,7 @@ def test_overwrite_never_deletes_the_source(tmp_path: Path) -> None:
 def test_cli_converts_a_pair(tmp_path: Path, repo_root: Path) -> None:
     netG, netD = examples_pair(tmp_path, epoch=9, nz=100, nc=3)
     result = subprocess.run(
-        [sys.executable, "-m", "dcgan_hf.convert", str(tmp_path / "netG_epoch_9.pth"), str(tmp_path / "out")],
+        [sys.executable, "-m", "dcgan_hf", "convert", str(tmp_path / "netG_epoch_9.pth"), str(tmp_path / "out")],
         cwd=repo_root, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr

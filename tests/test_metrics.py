@@ -332,8 +332,9 @@ def test_cli_prints_fid_and_kid_and_writes_json(tmp_path, capsys):
 
 def test_python_dash_m_entry_point(repo_root):
     completed = subprocess.run(
-        [sys.executable, "-m", "dcgan_hf.evaluate", "--help"],
+        [sys.executable, "-m", "dcgan_hf", "evaluate", "--help"],
         cwd=repo_root, capture_output=True, text=True, timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("usage: python -m dcgan_hf evaluate ")
     assert "--model" in completed.stdout and "--num-real" in completed.stdout

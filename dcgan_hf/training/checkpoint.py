@@ -24,7 +24,6 @@ from ..files import remove_stale, replace_folder
 PREFIX = "checkpoint-"
 STATE_FILE = "state.json"  # written last: a folder holding it is a complete checkpoint
 FORMAT = 1
-TENSOR_FILES = ("generator", "discriminator", "ema", "optimizers", "rng")
 
 
 @dataclass(frozen=True)
