@@ -77,8 +77,7 @@ def interpolation_latents(
     truncation: float = 1.0,
 ) -> torch.Tensor:
     """The latents :func:`interpolate` renders: ``frames`` points along the seeds' path."""
-    keyframes = latents(parse_seeds(seeds), nz) * check_truncation(truncation)
-    return path(keyframes, frames, method=method, closed=closed)
+    return path(sample_latents(seeds, nz, truncation), frames, method=method, closed=closed)
 
 
 def sample(
