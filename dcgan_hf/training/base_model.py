@@ -8,7 +8,6 @@ can be wrong with the source is found here, before any data is decoded or step t
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 

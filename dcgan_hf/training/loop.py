@@ -33,7 +33,7 @@ from .distributed import Distributed, setup
 from .ema import EMA
 from .step import GanStep, StepOptions, make_optimizers
 
-if TYPE_CHECKING:  # both import heavy optional parts (huggingface_hub's upload machinery, Inception)
+if TYPE_CHECKING:  # imported where used: the pusher with --push-to-hub, Inception with --eval-every
     from ..hub import HubPusher, PushResult
     from ..metrics import InceptionFeatures
 
