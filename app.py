@@ -62,7 +62,7 @@ from dcgan_hf.serving import (
     parse_seed_list,
     random_seed,
 )
-from dcgan_hf.upload_guard import UploadGuard
+from dcgan_hf.route_guard import RouteGuard
 
 T = TypeVar("T")
 logger = logging.getLogger("app")
@@ -258,8 +258,10 @@ class Demo:
                 f"Seed {seed} at {labels}")
 
     def model_info(self) -> dict[str, Any]:
-        """Which model, revision, config, device and precision serve, and any fallback."""
-        return self.server.status.as_dict()
+        """Which model, revision, config, device and precision serve, any fallback, and how busy it is."""
+        gauge = self.server.gauge
+        return {**self.server.status.as_dict(), "requests_running": gauge.running,
+                "peak_requests_running": gauge.peak}
 
     # -- page-only handlers ------------------------------------------------------------------
 
@@ -407,6 +409,9 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None)
     model_events = dict(concurrency_limit=CONCURRENCY_LIMIT, concurrency_id="model", preprocess=False)
     page_events = dict(model_events, api_visibility="private")
     ui_events = dict(concurrency_limit=UI_CONCURRENCY, concurrency_id="ui", api_visibility="private")
+    # browser-only events (no Python function) are marked queued too, so /gradio_api/run/* refuses
+    # them with a message instead of answering {"error": null}
+    js_events = dict(ui_events, queue=True)
 
     with gr.Blocks(title="DCGAN 64×64 faces", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# DCGAN 64×64 faces\nEvery seed is one face, the same on every machine. "
@@ -544,7 +549,7 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None)
             state_components += [epoch, training_seeds, gif_seed]
         keys_by_field = {name: key for key, name in KEYS.items()}
         state_keys = [keys_by_field[name] for name in demo_handlers.state_fields()]
-        remember = dict(fn=None, inputs=state_components, outputs=None, js=url_script(state_keys), **ui_events)
+        remember = dict(fn=None, inputs=state_components, outputs=None, js=url_script(state_keys), **js_events)
 
         # -- Generate ------------------------------------------------------------------------------
         page_grid = [gallery, shown_seeds, grid_download]
@@ -614,7 +619,7 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None)
         if history is not None:
             tab_list.append((training_tab, "training"))
         for tab, name in tab_list:
-            tab.select(None, None, None, js=tab_script(name), **ui_events)
+            tab.select(None, None, None, js=tab_script(name), **js_events)
         first_tab = gr.State("")
         loaded = demo.load(handlers["load_page"], None, [tabs, first_tab, *state_components, *page_grid],
                            **page_events)
@@ -625,7 +630,7 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None)
                                  [training_grid, which], **page_events).then(
                 when_linked(handlers["training_gif"], "training"), [first_tab, *gif_inputs],
                 [training_gif, training_strip, epochs_shown], **page_events)
-        loaded.then(None, None, None, js=LOADED_SCRIPT, **ui_events)
+        loaded.then(None, None, None, js=LOADED_SCRIPT, **js_events)
     return demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=MAX_QUEUE, api_open=False)
 
 
@@ -669,11 +674,17 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def launch_options(mcp: bool) -> dict[str, Any]:
+def public_api_names(demo: gr.Blocks) -> set[str]:
+    return {dependency.api_name for dependency in demo.fns.values()
+            if dependency.api_name and dependency.api_visibility == "public"}
+
+
+def launch_options(demo: gr.Blocks, mcp: bool) -> dict[str, Any]:
     """``launch()`` settings that are part of the hardening, not the look."""
+    guard = Middleware(RouteGuard, max_bytes=photos.MAX_BYTES, api_names=public_api_names(demo))
     return dict(
         max_file_size=photos.MAX_BYTES,  # every upload route; photos are the only uploads
-        app_kwargs={"middleware": [Middleware(UploadGuard, max_bytes=photos.MAX_BYTES)]},
+        app_kwargs={"middleware": [guard]},
         mcp_server=mcp,
         show_error=False,
     )
@@ -696,7 +707,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="dcgan-app-") as output_dir:
             demo = build_demo(server, output_dir)
             demo.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS,
-                        **launch_options(args.mcp))
+                        **launch_options(demo, args.mcp))
     except KeyboardInterrupt:
         pass  # SIGTERM during start-up: the with block has cleaned up already
     finally:

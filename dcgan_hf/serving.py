@@ -22,12 +22,14 @@ seed alone and in a batch through the API).
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import logging
 import math
 import os
 import re
 import secrets
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -579,6 +581,37 @@ class TrainingWalk:
     gif: bytes
 
 
+class RequestGauge:
+    """How many requests are inside the model server now, and the most there have been at once.
+
+    ``/model_info`` reports both: the queue's concurrency limit is visible from outside.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+
+    def __enter__(self) -> "RequestGauge":
+        with self._lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self.running -= 1
+
+
+def _counted(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def counted(self: "ModelServer", *args: Any, **kwargs: Any) -> T:
+        with self.gauge:
+            return method(self, *args, **kwargs)
+
+    return counted
+
+
 @dataclass
 class ModelServer:
     """A loaded generator on its device, its status, and the worker that runs it.
@@ -592,6 +625,7 @@ class ModelServer:
     worker: InferenceWorker = field(repr=False)
     discriminator: Discriminator | None = field(default=None, repr=False)
     history: TrainingHistory | None = field(default=None, repr=False)
+    gauge: RequestGauge = field(default_factory=RequestGauge, repr=False)
 
     @classmethod
     def start(
@@ -647,12 +681,14 @@ class ModelServer:
         logger.info("serving %s on %s, %s", status.serving, target, precision.note)
         return cls(generator, status, InferenceWorker(policy, threaded=not zero_gpu), discriminator, history)
 
+    @_counted
     def generate(self, request: GenerateRequest) -> GeneratedGrid:
         """The images for ``request.seeds`` (bit-identical to ``dcgan_hf.sample``) and their grid."""
         z = self.worker.run(self._sample_latents, request)
         images, grid = self._render(z, imaging.grid_image)
         return GeneratedGrid(images, imaging.png_bytes(grid))
 
+    @_counted
     def interpolate(self, request: InterpolateRequest) -> Interpolation:
         """The frames of ``dcgan_hf.interpolate`` for ``request``, as a PNG strip and a GIF."""
         z = self.worker.run(self._path_latents, request)
@@ -660,6 +696,7 @@ class ModelServer:
         strip, frame_images = pictures
         return Interpolation(frames, imaging.png_bytes(strip), imaging.gif_bytes(frame_images, GIF_FRAME_MS))
 
+    @_counted
     def project(self, photo: Photo, settings: ProjectionSettings = ProjectionSettings()) -> Projection:
         """The latent closest to ``photo``, optimised ``PROJECTION_SLICE`` steps per worker turn."""
         started = time.perf_counter()
@@ -674,6 +711,7 @@ class ModelServer:
         return Projection(result, latent_token.encode(result.z), imaging.png_bytes(reconstruction),
                           imaging.png_bytes(target), seconds)
 
+    @_counted
     def training_grid(
         self, epoch: int, seeds: Sequence[int], truncation: float = 1.0
     ) -> tuple[TrainingRevision, GeneratedGrid]:
@@ -685,6 +723,7 @@ class ModelServer:
         images, grid = self._render(z, imaging.grid_image, generator)
         return revision, GeneratedGrid(images, imaging.png_bytes(grid))
 
+    @_counted
     def training_walk(self, seed: int, truncation: float = 1.0) -> TrainingWalk:
         """One seed across the run's epochs (at most MAX_GIF_REVISIONS, evenly spread, ends kept)."""
         history = self._require_history()

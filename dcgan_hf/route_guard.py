@@ -1,4 +1,12 @@
-"""An ASGI middleware in front of Gradio's upload routes: images only, size bounded.
+"""An ASGI middleware in front of Gradio's routes that would skip the queue or take any file.
+
+Every model call must wait its turn in the queue (4 running, 64 waiting). Gradio's direct
+``POST /gradio_api/run/<name>`` (and its ``/api/<name>`` alias) runs a function at once;
+``queue(api_open=False)`` closes it for queued events, but browser-only events (a bit of
+JavaScript, no Python) still answer there with ``{"error": null}``. So the guard closes both
+prefixes outright, with a message saying where to go instead (``gradio_client``, or
+``/gradio_api/call/<name>``, which queues). A ``call`` to a name the app does not have gets a
+404 naming the ones it has (Gradio itself answers a bare 500).
 
 Gradio's ``/gradio_api/upload`` stores any file a client sends (its ``max_file_size`` caps
 the size, nothing checks the type), and ``/gradio_api/process_recording`` takes videos for a
@@ -16,8 +24,9 @@ screen recorder this app does not have. The demo's only upload is a face photo, 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Collection
 
 from .photos import ACCEPTED, sniff_format
 
@@ -29,6 +38,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file itself
 MAX_FILES = 4  # per upload request; the page sends one
+DIRECT_CALLS_CLOSED = (
+    '{"error": "direct calls skip the queue and are closed here: use gradio_client, '
+    'or POST /gradio_api/call/<name> and read the result from its event stream"}'
+)
 
 
 class UploadRefused(Exception):
@@ -37,9 +50,12 @@ class UploadRefused(Exception):
         self.status, self.message = status, message
 
 
-class UploadGuard:
-    def __init__(self, app: ASGIApp, max_bytes: int, max_concurrent: int = 8) -> None:
+class RouteGuard:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, max_concurrent: int = 8, api_names: Collection[str] | None = None
+    ) -> None:
         self.app = app
+        self.api_names = set(api_names) if api_names is not None else None
         self.max_body = max_bytes + MULTIPART_OVERHEAD
         self.max_bytes = max_bytes
         self.slots = asyncio.Semaphore(max_concurrent)
@@ -50,6 +66,14 @@ class UploadGuard:
         path = scope.get("path", "").rstrip("/")
         if path.endswith("/process_recording"):
             return await _reply(send, 404, "Not Found")
+        if re.search(r"/gradio_api/(run|api)/", path + "/"):
+            return await _reply(send, 404, DIRECT_CALLS_CLOSED, "application/json")
+        call = re.search(r"/gradio_api/call/(?:v2/)?([^/]+)$", path)
+        if call and self.api_names is not None and call.group(1) not in self.api_names:
+            # Gradio answers an unknown name with a bare 500
+            message = json.dumps({"error": f"no endpoint named {call.group(1)[:60]!r}; "
+                                           f"this app has {', '.join(sorted(self.api_names))}"})
+            return await _reply(send, 404, message, "application/json")
         if not path.endswith("/gradio_api/upload"):
             return await self.app(scope, receive, send)
         if self.slots.locked():
@@ -117,9 +141,9 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _reply(send: Send, status: int, text: str) -> None:
+async def _reply(send: Send, status: int, text: str, media_type: str = "text/plain") -> None:
     payload = text.encode("utf-8")
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                "headers": [(b"content-type", f"{media_type}; charset=utf-8".encode()),
                             (b"content-length", str(len(payload)).encode())]})
     await send({"type": "http.response.body", "body": payload})
