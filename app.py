@@ -25,6 +25,7 @@ import argparse
 import base64
 import functools
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -70,9 +71,11 @@ logger = logging.getLogger("app")
 CONCURRENCY_LIMIT = 4  # requests in flight at once; they share one inference worker
 MAX_QUEUE = 64  # waiting requests beyond this are turned away with "queue full"
 UI_CONCURRENCY = 8  # page-only events (tile clicks, tab switches): no model work
-# spaces.GPU durations (s): 3× the worst case measured on a 2-vCPU CPU (bench/RESULTS.md §6),
-# an upper bound for a GPU slice; ZeroGPU queues shorter requests first.
-GPU_SECONDS = {"generate": 10, "interpolate": 10, "project": 30, "training": 60}
+# spaces.GPU durations (s), sized from each call's worst case measured on the 2-vCPU CPU box
+# (bench/RESULTS.md §6: 0.2 / 0.65 / 3.1 / 2.9 s), ×3 and at least 10 s for the GPU's
+# start-up in a fresh ZeroGPU process; the Training GIF may first download up to 60 revisions.
+# ZeroGPU schedules short durations first, so these stay as small as is safe.
+GPU_SECONDS = {"generate": 10, "interpolate": 10, "project": 15, "training": 60}
 CSS = """
 #gif img, #larger img, #reconstruction img, #training-grid img, #training-gif img
   { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
@@ -692,6 +695,9 @@ def launch_options(demo: gr.Blocks, mcp: bool) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.mcp and importlib.util.find_spec("mcp") is None:
+        raise SystemExit("app.py: --mcp (DCGAN_MCP=1) needs the mcp package: pip install 'mcp>=1.21,<2' "
+                         "(or pip install -e .[mcp])")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up probes
     stop_on_sigterm()

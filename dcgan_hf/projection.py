@@ -33,7 +33,7 @@ FEATURE_LAYERS = (4, 7)  # D.main indices after the 2nd and 3rd LeakyReLU: 16×1
 class ProjectionSettings:
     """The optimiser's knobs; the defaults fit ≤ 5 s on one CPU thread for ngf=64 (bench/projection.py)."""
 
-    steps: int = 200
+    steps: int = 200  # 0: just the best seeded candidate (the baseline in bench/demo_features.py)
     learning_rate: float = 0.3
     starts: int = 16  # seeded latents scored by one forward pass; the best one is refined
     feature_weight: float = 0.5  # discriminator feature loss, relative to the pixel loss
@@ -41,7 +41,7 @@ class ProjectionSettings:
     seed: int = 0  # the candidates' seed: the same photo always projects to the same latent
 
     def __post_init__(self) -> None:
-        if not (1 <= self.steps <= 5000 and 1 <= self.starts <= 256 and self.learning_rate > 0):
+        if not (0 <= self.steps <= 5000 and 1 <= self.starts <= 256 and self.learning_rate > 0):
             raise ValueError(f"unusable projection settings: {self}")
 
 
@@ -106,7 +106,7 @@ class Projector:
 
     def result(self) -> ProjectionResult:
         """The rounded latent, its image and how close it is (runs any steps still left)."""
-        while not self.done:
+        while self._z is None or not self.done:
             self.run(self.settings.steps)
         z = quantize(self._z.detach()[0].cpu())
         image = render(self.generator, z[None])[0]

@@ -156,10 +156,9 @@ def test_hostile_tokens_are_refused_with_a_message(token: object, message: str) 
 
 def test_projecting_a_generated_face_finds_it_again(generator: Generator) -> None:
     target = generator.sample([5])[0]
-    start = Projector(generator, target, settings=ProjectionSettings(steps=1))
-    start.run(1)
+    start = project(generator, target, settings=ProjectionSettings(steps=0))  # the best seeded candidate
     result = project(generator, target, settings=ProjectionSettings(steps=150))
-    assert result.psnr > 35 and result.psnr > start.result().psnr + 10
+    assert result.psnr > 35 and result.psnr > start.psnr + 10
     assert result.mse == pytest.approx(pixel_error(result.image, target))
     assert math.isclose(result.psnr, 10 * math.log10(1 / result.mse))
     # the token holds exactly the latent that drew the reconstruction
@@ -196,4 +195,4 @@ def test_projection_refuses_a_mismatched_target(generator: Generator) -> None:
     with pytest.raises(ValueError, match="target must be uint8"):
         Projector(generator, torch.zeros(3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ValueError, match="unusable projection settings"):
-        ProjectionSettings(steps=0)
+        ProjectionSettings(steps=-1)
