@@ -77,11 +77,14 @@ UI_CONCURRENCY = 8  # page-only events (tile clicks, tab switches): no model wor
 # ZeroGPU schedules short durations first, so these stay as small as is safe.
 GPU_SECONDS = {"generate": 10, "interpolate": 10, "project": 15, "training": 60}
 CSS = """
-#gif img, #larger img, #reconstruction img, #training-grid img, #training-gif img
+#gif img, #walk-preview img, #larger img, #reconstruction img, #training-grid img, #training-gif img
   { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
 #gallery img { image-rendering: pixelated; }
 #strip img, #training-strip img { width: 100%; height: auto; image-rendering: pixelated; }
-.photo-crop img { width: 100%; max-width: 256px; aspect-ratio: 1; image-rendering: pixelated; }
+.photo-pair { display: flex; gap: 12px; align-items: flex-end; }
+.photo-pair figure { margin: 0; }
+.photo-preview img { max-width: 256px; max-height: 256px; }
+.photo-crop img { width: 192px; aspect-ratio: 1; image-rendering: pixelated; }
 """  # 64-px faces: scale them up, crisp
 GENERATE_EXAMPLES = ((42, 16, 1.0), (2024, 64, 0.7), (7, 1, 1.0))
 INTERPOLATE_EXAMPLES = (
@@ -115,8 +118,8 @@ def messages(fn: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-def data_uri_png(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def data_uri(data: bytes, kind: str = "png") -> str:
+    return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
 
 
 def url_script(keys: Sequence[str]) -> str:
@@ -278,17 +281,25 @@ class Demo:
         ]
         return tiles, request.seeds, self.files.write(request.filename, grid.png)
 
-    def project_page(self, photo: dict | None) -> tuple[str, str, str, str]:
-        """The photo as the model saw it (inline, never written), its reconstruction, summary, token."""
+    def project_page(self, photo: dict | None) -> tuple[Any, str, str, str, str]:
+        """The photo and its 64×64 crop (inline: never written to disk), the reconstruction, summary, token.
+
+        The upload field is cleared: its file is gone, and a new photo can be dropped right away.
+        """
         projection = self._project(photo)
         name = f"dcgan-face-{projection.token[3:15]}.png"
         result = projection.result
-        crop = (f'<figure class="photo-crop"><img alt="your photo, 64×64" src="{data_uri_png(projection.target_png)}">'
-                "<figcaption>your photo as the model sees it (64×64)</figcaption></figure>")
+        crop = (
+            '<div class="photo-pair">'
+            f'<figure class="photo-preview"><img alt="your photo" src="{data_uri(projection.preview_jpeg, "jpeg")}">'
+            "<figcaption>your photo</figcaption></figure>"
+            f'<figure class="photo-crop"><img alt="your photo, 64×64" src="{data_uri(projection.target_png)}">'
+            "<figcaption>as the model sees it (centre crop, 64×64)</figcaption></figure></div>"
+        )
         loss = (f"**loss** {result.loss:.4f} · **MSE** {result.mse:.4f} · **PSNR** {result.psnr:.1f} dB · "
                 f"{result.steps} Adam steps in {projection.seconds:.1f} s · "
                 + ("pixel + discriminator-feature loss" if result.used_discriminator else "pixel loss"))
-        return crop, self.files.write(name, projection.reconstruction_png), loss, projection.token
+        return gr.Image(value=None), crop, self.files.write(name, projection.reconstruction_png), loss, projection.token
 
     def load_page(self, request: gr.Request) -> tuple:
         """A link's state and its faces (a bare link keeps the defaults rendered at start-up).
@@ -310,6 +321,8 @@ class Demo:
             gr.Warning(f"the link's grid could not be drawn: {error}")
             state = PageState(**{**state.as_dict(), "seed": 42, "count": 16, "truncation": 1.0})
             tiles, seeds, grid = self.generate_page(state.seed, state.count, state.truncation)
+        if self.server.history is not None and state.epoch == 0:  # 0 in a link: the newest epoch
+            state = PageState(**{**state.as_dict(), "epoch": self.server.history.epochs[-1]})
         return (gr.Tabs(selected=state.tab), state.tab, *[getattr(state, name) for name in self.state_fields()],
                 tiles, seeds, grid)
 
@@ -435,6 +448,9 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None)
                         go = gr.Button("Generate", variant="primary", elem_id="generate")
                         grid_download = gr.DownloadButton("Download grid (PNG)", value=first_grid,
                                                           elem_id="grid-download")
+                        walk_preview = gr.Image(  # the current walk, so the first view moves too
+                            first_gif, label="latent walk (see Interpolate)", type="filepath", image_mode=None,
+                            interactive=False, height=180, elem_id="walk-preview", buttons=[])
                     with gr.Column(scale=3):
                         gallery = gr.Gallery(first_tiles, label="faces (click one)", format="png", columns=8, height="auto",
                                              allow_preview=False, object_fit="contain", elem_id="gallery",
@@ -495,11 +511,11 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None)
                     "The photo is deleted as soon as it has been read; nothing of it is kept."
                 )
                 with gr.Row():
-                    photo = gr.Image(label="your photo", type="filepath", sources=["upload"], height=256,
-                                     elem_id="photo")
-                    crop = gr.HTML(elem_id="photo-crop", js_on_load=None)
+                    photo = gr.Image(label="upload a photo", type="filepath", sources=["upload"], height=256,
+                                     elem_id="photo", scale=1)
+                    crop = gr.HTML(elem_id="photo-crop", js_on_load=None, scale=2)
                     reconstruction = gr.Image(label="its face in latent space", type="filepath", format="png",
-                                              interactive=False, height=256, elem_id="reconstruction")
+                                              interactive=False, height=256, elem_id="reconstruction", scale=1)
                 loss = gr.Markdown(elem_id="projection-loss")
                 token = gr.Textbox(label="latent token (for /interpolate and links)", max_lines=1,
                                    buttons=["copy"], elem_id="token")
@@ -591,12 +607,12 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None)
         walk_outputs = [strip, animation]
         walk.click(handlers["interpolate"], walk_inputs, walk_outputs, api_name="interpolate",
                    **model_events).success(**remember)
-        animation.change(lambda path: path, animation, gif_download, **ui_events)
+        animation.change(lambda path: (path, path), animation, [gif_download, walk_preview], **ui_events)
         walk_examples.click(lambda row: [*row, "", ""], walk_examples, walk_inputs, **ui_events).then(
             handlers["interpolate"], walk_inputs, walk_outputs, **page_events).success(**remember)
 
         # -- Your face -----------------------------------------------------------------------------
-        photo.upload(handlers["project_page"], photo, [crop, reconstruction, loss, token], **page_events)
+        photo.upload(handlers["project_page"], photo, [photo, crop, reconstruction, loss, token], **page_events)
 
         def start_walk_from_face(face: str, seed_number: float) -> tuple:
             if not face:
@@ -612,8 +628,9 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None)
             show_epoch = dict(fn=handlers["training_grid"], inputs=training_inputs, outputs=[training_grid, which])
             show_gif = dict(fn=handlers["training_gif"], inputs=gif_inputs,
                             outputs=[training_gif, training_strip, epochs_shown])
-            gr.on([epoch.release, training_seeds.submit], api_name="training_grid", **show_epoch,
-                  **model_events).success(**remember)
+            # input: typing + Enter, and live while dragging (always_last drops the backlog); release: the drop
+            gr.on([epoch.input, epoch.release, training_seeds.submit], api_name="training_grid", **show_epoch,
+                  trigger_mode="always_last", **model_events).success(**remember)
             gif_seed.submit(api_name="training_gif", **show_gif, **model_events).success(**remember)
             training_tab.select(**show_epoch, **page_events).then(**show_gif, **page_events)
 
@@ -688,6 +705,9 @@ def launch_options(demo: gr.Blocks, mcp: bool) -> dict[str, Any]:
     return dict(
         max_file_size=photos.MAX_BYTES,  # every upload route; photos are the only uploads
         app_kwargs={"middleware": [guard]},
+        # Gradio's run history would keep each public call's inputs (a /project photo among them)
+        # in the browser or, once a user connects one, in a Hub bucket: photos are never kept
+        run_history=False,
         mcp_server=mcp,
         show_error=False,
     )

@@ -28,6 +28,7 @@ MAX_SIDE = 12_000
 MIN_SIDE = 32  # below this there is no face to find
 MAX_ASPECT = 4.0  # a photo, not a banner: a centre crop of a 1×300000 strip is no face
 RESOLUTION = 64
+PREVIEW_SIDE = 256
 DECODE_SHORT_SIDE = 256  # big JPEGs are decoded at 1/2…1/8 scale, never below this short side
 FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP"}
 ACCEPTED = "a JPEG, PNG or WebP photo"
@@ -42,6 +43,7 @@ class Photo:
     pixels: torch.Tensor  # uint8 (3, 64, 64), the model's view of the photo
     size: tuple[int, int]  # the upload's width × height
     format: str  # "JPEG" | "PNG" | "WebP"
+    preview_jpeg: bytes = b""  # the upright photo, at most PREVIEW_SIDE a side: shown inline, never stored
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -75,8 +77,8 @@ def check_dimensions(width: int, height: int) -> None:
     """Refuse sizes no face photo has, from the header alone."""
     if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
         raise PhotoError(
-            f"the image is {width}×{height} pixels; photos may have at most {MAX_PIXELS // 1_000_000} megapixels "
-            f"and {MAX_SIDE} pixels a side"
+            f"the image is {width}×{height} pixels; photos may have at most "
+            f"{MAX_PIXELS // 1_000_000} megapixels and {MAX_SIDE} pixels a side"
         )
     if min(width, height) < MIN_SIDE:
         raise PhotoError(f"the image is {width}×{height} pixels; a photo needs at least {MIN_SIDE} pixels a side")
@@ -109,7 +111,12 @@ def load_photo(data: bytes) -> Photo:
         except Exception as error:  # noqa: BLE001 - truncated/corrupt data: OSError, SyntaxError, struct.error…
             raise PhotoError(f"the {FORMATS[kind]} file is truncated or damaged ({type(error).__name__})") from None
     crop = np.asarray(transform_for(RESOLUTION)(rgb), dtype=np.uint8)
-    return Photo(torch.from_numpy(crop.copy()).permute(2, 0, 1).contiguous(), (width, height), FORMATS[kind])
+    preview = rgb.copy()
+    preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    buffer = io.BytesIO()
+    preview.save(buffer, format="JPEG", quality=85)
+    return Photo(torch.from_numpy(crop.copy()).permute(2, 0, 1).contiguous(), (width, height), FORMATS[kind],
+                 buffer.getvalue())
 
 
 def _decode_rgb(image: Image.Image, kind: str) -> Image.Image:

@@ -561,6 +561,7 @@ class Projection:
     reconstruction_png: bytes
     target_png: bytes  # the photo as the model saw it (64×64); shown inline, never written to disk
     seconds: float
+    preview_jpeg: bytes = b""  # the photo itself, small (photos.Photo.preview_jpeg); inline only
 
     def summary(self) -> dict[str, Any]:
         result = self.result
@@ -709,7 +710,7 @@ class ModelServer:
         logger.info("projected a %dx%d %s photo in %.2f s (PSNR %.1f dB)", *photo.size, photo.format, seconds,
                     result.psnr)
         return Projection(result, latent_token.encode(result.z), imaging.png_bytes(reconstruction),
-                          imaging.png_bytes(target), seconds)
+                          imaging.png_bytes(target), seconds, photo.preview_jpeg)
 
     @_counted
     def training_grid(

@@ -110,6 +110,8 @@ def test_hostile_uploads_get_messages_and_nothing_of_them_stays(guarded: Guarded
     grid = client.predict(seed=5, n=4, truncation=1.0, api_name="/generate")
     assert np.array_equal(pixels(grid), expected_grid(Generator.from_pretrained(guarded.model), [5, 6, 7, 8]))
 
+    with urllib.request.urlopen(url + "config", timeout=10) as response:
+        assert json.load(response)["run_history"] is False  # no copy of a call's inputs anywhere
     uploaded = {hashlib.sha256(path.read_bytes()).hexdigest() for path in [*files.values(), photo]}
     left = [path for path in guarded.files_on_disk() if hashlib.sha256(path.read_bytes()).hexdigest() in uploaded]
     assert left == [], f"uploaded bytes still on disk: {left}"
