@@ -395,14 +395,16 @@ def upload_path(photo: object) -> Path:
 def delete_upload(path: Path) -> None:
     """Remove an uploaded photo and the folder Gradio made for it: nothing of it stays on disk."""
     path.unlink(missing_ok=True)
-    try:
-        path.parent.rmdir()  # Gradio keeps each upload in a folder of its own; only removed if empty
-    except OSError:
-        pass
+    if path.parent != gradio_cache_dir():
+        try:
+            path.parent.rmdir()  # Gradio keeps each upload in a folder of its own; only removed if empty
+        except OSError:
+            pass
 
 
 def gradio_cache_dir() -> Path:
-    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+    """Where Gradio stores uploads and results (``GRADIO_TEMP_DIR``, else <tmp>/gradio)."""
+    return Path(gradio_utils.get_upload_folder()).resolve()
 
 
 def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None) -> gr.Blocks:
@@ -452,7 +454,8 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None)
                             first_gif, label="latent walk (see Interpolate)", type="filepath", image_mode=None,
                             interactive=False, height=180, elem_id="walk-preview", buttons=[])
                     with gr.Column(scale=3):
-                        gallery = gr.Gallery(first_tiles, label="faces (click one)", format="png", columns=8, height="auto",
+                        gallery = gr.Gallery(first_tiles, label="faces (click one)", format="png", columns=8,
+                                             height="auto",
                                              allow_preview=False, object_fit="contain", elem_id="gallery",
                                              interactive=False)
                         with gr.Row(visible=False, elem_id="tile-actions") as tile_actions:
@@ -466,7 +469,8 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None)
                 picked_seed = gr.State(None)
                 picked_tile = gr.State(None)
                 generate_inputs = [seed, count, truncation]
-                generate_examples = gr.Dataset(components=generate_inputs, samples=[list(row) for row in GENERATE_EXAMPLES],
+                generate_examples = gr.Dataset(components=generate_inputs,
+                                               samples=[list(row) for row in GENERATE_EXAMPLES],
                                                label="examples", type="values", elem_id="generate-examples")
 
             with gr.Tab("Interpolate", id="interpolate", elem_id="tab-interpolate") as interpolate_tab:
@@ -500,7 +504,8 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None)
                         gif_download = gr.DownloadButton("Download GIF", value=first_gif, elem_id="gif-download")
                 walk_inputs = [seed_a, seed_b, more, frames, method, closed, walk_truncation, start_latent,
                                end_latent]
-                walk_examples = gr.Dataset(components=walk_inputs[:7], samples=[list(row) for row in INTERPOLATE_EXAMPLES],
+                walk_examples = gr.Dataset(components=walk_inputs[:7],
+                                           samples=[list(row) for row in INTERPOLATE_EXAMPLES],
                                            label="examples", type="values", elem_id="walk-examples")
 
             with gr.Tab("Your face", id="project", elem_id="tab-project") as project_tab:
@@ -680,7 +685,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default=default_host(), help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--mcp", action="store_true", default=env_flag("DCGAN_MCP"),
-                        help="also serve the tools over MCP at /gradio_api/mcp/ (env DCGAN_MCP=1; needs the mcp package)")
+                        help="also serve the tools over MCP at /gradio_api/mcp/ "
+                             "(env DCGAN_MCP=1; needs the mcp package)")
     return parser.parse_args(argv)
 
 

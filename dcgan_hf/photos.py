@@ -83,7 +83,9 @@ def check_dimensions(width: int, height: int) -> None:
     if min(width, height) < MIN_SIDE:
         raise PhotoError(f"the image is {width}×{height} pixels; a photo needs at least {MIN_SIDE} pixels a side")
     if max(width, height) / min(width, height) > MAX_ASPECT:
-        raise PhotoError(f"the image is {width}×{height} pixels: too narrow for a face photo (at most {MAX_ASPECT:g}:1)")
+        raise PhotoError(
+            f"the image is {width}×{height} pixels: too narrow for a face photo (at most {MAX_ASPECT:g}:1)"
+        )
 
 
 def load_photo(data: bytes) -> Photo:

@@ -1,5 +1,7 @@
 """Everything the demo needs that is not UI: model loading with a fallback, device and
-precision choice, input validation, and one inference worker that runs all torch work.
+precision choice, input validation, and one inference worker that runs all torch work -
+grids, walks (from seeds or latent tokens), photo projections (``dcgan_hf.projection``,
+20 optimiser steps per worker turn) and the Training tab's epochs (``dcgan_hf.revisions``).
 
 Why one worker thread: the demo serves concurrent users on a couple of shared vCPUs.
 Gradio runs each request in its own thread; if each called torch, N requests would start
