@@ -487,7 +487,8 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None)
                         method = gr.Radio(list(METHODS), value="slerp", label="path", elem_id="method")
                         walk_truncation = gr.Slider(0.05, 1.5, value=1.0, step=0.05, label="truncation",
                                                     elem_id="walk-truncation")
-                        with gr.Accordion("Start or end at a projected face", open=False):
+                        with gr.Accordion("Start or end at a projected face", open=False,
+                                          elem_id="face-ends") as face_ends:
                             start_latent = gr.Textbox("", label="start latent (replaces seed A)", max_lines=1,
                                                       placeholder="a token from the Your face tab",
                                                       elem_id="start-latent")
@@ -622,9 +623,11 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None)
         def start_walk_from_face(face: str, seed_number: float) -> tuple:
             if not face:
                 raise gr.Error("upload a photo first: its latent becomes the walk's start")
-            return face, check_seed_input(seed_number, "seed"), gr.Tabs(selected="interpolate")
+            return (face, check_seed_input(seed_number, "seed"), gr.Tabs(selected="interpolate"),
+                    gr.Accordion(open=True))  # shows that the walk starts at the face, not at seed A
 
-        walk_from_face.click(messages(start_walk_from_face), [token, to_seed], [start_latent, seed_b, tabs],
+        walk_from_face.click(messages(start_walk_from_face), [token, to_seed],
+                             [start_latent, seed_b, tabs, face_ends],
                              **ui_events).success(
             handlers["interpolate"], walk_inputs, walk_outputs, **page_events).success(**remember)
 
