@@ -407,8 +407,14 @@ def gradio_cache_dir() -> Path:
     return Path(gradio_utils.get_upload_folder()).resolve()
 
 
-def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None) -> gr.Blocks:
-    """The Blocks app for ``server``, queue configured; results are written to ``output_dir``."""
+def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None, *, mcp: bool = False) -> gr.Blocks:
+    """The Blocks app for ``server``, queue configured; results are written to ``output_dir``.
+
+    With ``mcp``, ``/project`` is left out of the API page and so out of the MCP tools: Gradio's
+    MCP layer turns a tool's file argument into a file of its own in the cache before the call,
+    a copy of the photo that the handler never sees and cannot delete. gradio_client still
+    calls it (``api_visibility="undocumented"``).
+    """
     demo_handlers = Demo(server, output_dir or tempfile.mkdtemp(prefix="dcgan-app-"))
     handlers = {name: messages(getattr(demo_handlers, name)) for name in (
         "generate", "interpolate", "project", "training_grid", "training_gif", "model_info", "generate_page",
@@ -564,7 +570,7 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None)
             api_summary = gr.JSON()
         api_generate.click(handlers["generate"], generate_inputs, api_grid, api_name="generate", **model_events)
         api_project.click(handlers["project"], photo, [api_reconstruction, api_token, api_summary],
-                          api_name="project", **model_events)
+                          api_name="project", **{**model_events, "api_visibility": "undocumented" if mcp else "public"})
         gr.api(handlers["model_info"], api_name="model_info")
 
         # -- page state in the URL -------------------------------------------------------------
@@ -704,8 +710,9 @@ def stop_on_sigterm() -> None:
 
 
 def public_api_names(demo: gr.Blocks) -> set[str]:
+    """The endpoints clients may call by name (documented or not); page-only events are private."""
     return {dependency.api_name for dependency in demo.fns.values()
-            if dependency.api_name and dependency.api_visibility == "public"}
+            if dependency.api_name and dependency.api_visibility in ("public", "undocumented")}
 
 
 def launch_options(demo: gr.Blocks, mcp: bool) -> dict[str, Any]:
@@ -740,7 +747,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     demo = None
     try:
         with tempfile.TemporaryDirectory(prefix="dcgan-app-") as output_dir:
-            demo = build_demo(server, output_dir)
+            demo = build_demo(server, output_dir, mcp=args.mcp)
             demo.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS,
                         **launch_options(demo, args.mcp))
     except KeyboardInterrupt:

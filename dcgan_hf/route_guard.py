@@ -19,6 +19,10 @@ screen recorder this app does not have. The demo's only upload is a face photo, 
   bytes of a JPEG, PNG or WebP (415 otherwise), and only then is the body passed on;
 - at most ``max_concurrent`` uploads are held in memory at once (503 beyond), so memory
   stays bounded by ``max_concurrent × max_bytes``.
+
+A queued call (``/gradio_api/queue/join``, ``/gradio_api/call/<name>``) carries JSON only: it
+is bounded to 256 kB, and a file given by URL instead of by upload is refused, since Gradio
+would download it into its cache, at any size, before the handler runs.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file itself
 MAX_FILES = 4  # per upload request; the page sends one
+MAX_JOIN_BYTES = 256 * 1024  # a queued call's JSON: values and file references, never file contents
 DIRECT_CALLS_CLOSED = (
     '{"error": "direct calls skip the queue and are closed here: use gradio_client, '
     'or POST /gradio_api/call/<name> and read the result from its event stream"}'
@@ -74,6 +79,13 @@ class RouteGuard:
             message = json.dumps({"error": f"no endpoint named {call.group(1)[:60]!r}; "
                                            f"this app has {', '.join(sorted(self.api_names))}"})
             return await _reply(send, 404, message, "application/json")
+        if call or path.endswith("/gradio_api/queue/join"):
+            try:
+                body = await _read_body(receive, MAX_JOIN_BYTES, "a request")
+                check_no_remote_files(body)
+            except UploadRefused as refused:
+                return await _reply(send, refused.status, json.dumps({"error": refused.message}), "application/json")
+            return await self.app(scope, _replay(body, receive), send)
         if not path.endswith("/gradio_api/upload"):
             return await self.app(scope, receive, send)
         if self.slots.locked():
@@ -93,21 +105,46 @@ class RouteGuard:
         match = re.search(r'boundary="?([^";,\s]{1,200})"?', headers.get("content-type", ""))
         if not headers.get("content-type", "").startswith("multipart/form-data") or not match:
             raise UploadRefused(400, "expected a multipart/form-data upload")
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise UploadRefused(400, "the upload was cut off")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                raise UploadRefused(413, f"photos may be at most {self.max_bytes // 2**20} MB")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = await _read_body(receive, self.max_body, f"photos may be at most {self.max_bytes // 2**20} MB")
         check_parts(body, match.group(1).encode("latin-1"))
         return body
+
+
+async def _read_body(receive: Receive, limit: int, what: str) -> bytes:
+    """The whole request body, counted as it arrives: more than ``limit`` bytes is a 413."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise UploadRefused(400, "the request was cut off")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            message = what if what.startswith("photos") else f"{what} may be at most {limit // 1024} kB"
+            raise UploadRefused(413, message)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def check_no_remote_files(body: bytes) -> None:
+    """A queued call may name files only by the path of an upload: Gradio would fetch a URL given as
+    a file's ``path`` (with no size limit) into its cache before any handler could check it."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return  # not JSON: Gradio answers that itself
+    pending = [payload]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            location = item.get("path")
+            if isinstance(location, str) and re.match(r"\s*(https?|ftp)://", location, re.IGNORECASE):
+                raise UploadRefused(400, "files must be uploaded (gradio_client's handle_file does it); "
+                                         "URLs are not fetched")
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 def check_parts(body: bytes, boundary: bytes) -> None:

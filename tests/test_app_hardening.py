@@ -125,6 +125,18 @@ def test_a_path_outside_the_upload_folder_is_neither_read_nor_deleted(guarded: G
     assert victim.is_file()
 
 
+def test_files_by_url_and_oversized_calls_are_refused(guarded: GuardedApp) -> None:
+    url = guarded.app.url
+    remote = {"path": "http://127.0.0.1:9/face.jpg", "meta": {"_type": "gradio.FileData"}}
+    kind, message = read_call(url, "project", [remote])  # Gradio would download it, at any size
+    assert kind == "refused" and "URLs are not fetched" in message
+    joined = httpx.post(url + "gradio_api/queue/join", json={"data": [remote], "fn_index": 1, "session_hash": "x"})
+    assert joined.status_code == 400 and "URLs are not fetched" in joined.text
+    huge = httpx.post(url + "gradio_api/call/generate", json={"data": [1, 1, 1.0], "pad": "x" * 300_000})
+    assert huge.status_code == 413 and "at most 256 kB" in huge.text
+    assert read_call(url, "generate", [1, 1, 1.0])[0] == "complete"  # ordinary calls pass the guard
+
+
 # -- routes that would skip the queue -------------------------------------------------------------
 
 

@@ -2,7 +2,8 @@
 
 Through the ``mcp`` client package over streamable HTTP on 127.0.0.1: the tools are listed
 with typed, documented parameters; calling ``generate`` returns the library's grid as an
-image, and ``interpolate`` goes through the same queue as the page.
+image, and ``interpolate`` goes through the same queue as the page. ``project`` is no tool
+(Gradio's MCP layer would keep its own copy of the photo) but stays callable by gradio_client.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def images_in(result: Any) -> list[np.ndarray]:
 
 def test_tools_are_listed_with_typed_documented_parameters(app: AppProcess) -> None:
     tools = {tool.name: tool for tool in session_run(app, lambda session: session.list_tools()).tools}
-    assert {"generate", "interpolate"} <= set(tools)
+    assert set(tools) == {"generate", "interpolate", "model_info"}  # no project: photos stay out of MCP
     generate = tools["generate"]
     assert "PNG grid" in generate.description
     properties = generate.inputSchema["properties"]
@@ -97,6 +98,16 @@ def test_interpolate_and_bad_values_over_mcp(app: AppProcess, model: Path) -> No
     assert not plain.isError and "-strip.png" in plain.content[0].text and ".gif" in plain.content[0].text
     bad = session_run(app, lambda session: session.call_tool("generate", {"seed": 1, "n": 500, "truncation": 1.0}))
     assert bad.isError and "number of images must be from 1 to 64" in str(bad.content)
+
+
+def test_project_stays_callable_by_gradio_client_but_is_no_mcp_tool(app: AppProcess, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    from test_app import write_photo
+
+    client = Client(app.url, verbose=False, download_files=str(tmp_path / "downloads"))
+    _, token, _ = client.predict(handle_file(write_photo(tmp_path)), api_name="/project")  # undocumented: positional
+    assert token.startswith("z1.")
 
 
 def test_dcgan_mcp_environment_variable_turns_it_on(model: Path, tmp_path: Path) -> None:
