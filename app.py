@@ -271,15 +271,29 @@ class Demo:
 
     # -- page-only handlers ------------------------------------------------------------------
 
-    def generate_page(self, seed: float, n: float, truncation: float) -> tuple[list, list[int], str]:
-        """The gallery (one tile per seed, captioned), its seeds, and the grid PNG for download."""
+    def generate_page(self, seed: float, n: float, truncation: float) -> tuple[list, list, str]:
+        """The gallery (one tile per seed, captioned), its (seed, truncation) pairs, and the grid PNG.
+
+        The pairs stay on the server (a gr.State): a click on a tile is mapped to its seed here,
+        from the index alone, never from anything else the browser sends.
+        """
         request = GenerateRequest.parse(seed, n, truncation)
         grid = self.render_grid(request)
         tiles = [
-            (self.files.write(f"dcgan-seed{s}-t{request.truncation:g}.png", png), f"seed {s}")
+            (self.files.write(tile_name(s, request.truncation), png), f"seed {s}")
             for s, png in zip(request.seeds, grid.tile_pngs())
         ]
-        return tiles, request.seeds, self.files.write(request.filename, grid.png)
+        shown = [(s, request.truncation) for s in request.seeds]
+        return tiles, shown, self.files.write(request.filename, grid.png)
+
+    def larger(self, picked: tuple[int, float] | None) -> Any:
+        """The clicked face on its own (drawn again: the gallery's file may be long gone), shown big."""
+        if picked is None:
+            raise ValueError("click a face first")
+        seed, truncation = picked
+        request = GenerateRequest.parse(seed, 1, truncation)
+        path = self.files.write(tile_name(seed, request.truncation), self.render_grid(request).tile_pngs()[0])
+        return gr.Image(value=path, visible=True)
 
     def project_page(self, photo: dict | None) -> tuple[Any, str, str, str, str]:
         """The photo and its 64×64 crop (inline: never written to disk), the reconstruction, summary, token.
@@ -369,6 +383,10 @@ def when_linked(handler: Callable[..., T], tab: str | None = None) -> Callable[.
         return handler(*values) if wanted else gr.skip()
 
     return run
+
+
+def tile_name(seed: int, truncation: float) -> str:
+    return f"dcgan-seed{seed}-t{truncation:g}.png"
 
 
 def _raise(message: str) -> Any:
@@ -465,15 +483,14 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None,
                                              allow_preview=False, object_fit="contain", elem_id="gallery",
                                              interactive=False)
                         with gr.Row(visible=False, elem_id="tile-actions") as tile_actions:
-                            picked = gr.Markdown(elem_id="picked")
+                            picked_label = gr.Markdown(elem_id="picked")
                             use_a = gr.Button("Use as seed A", size="sm", elem_id="use-a")
                             use_b = gr.Button("Use as seed B", size="sm", elem_id="use-b")
                             show_larger = gr.Button("Show larger", size="sm", elem_id="show-larger")
                         larger = gr.Image(label="larger", type="filepath", format="png", interactive=False,
                                           visible=False, height=384, elem_id="larger", buttons=["download"])
                 shown_seeds = gr.State(first_seeds)
-                picked_seed = gr.State(None)
-                picked_tile = gr.State(None)
+                picked = gr.State(None)  # (seed, truncation) of the clicked tile
                 generate_inputs = [seed, count, truncation]
                 generate_examples = gr.Dataset(components=generate_inputs,
                                                samples=[list(row) for row in GENERATE_EXAMPLES],
@@ -591,27 +608,27 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None,
         gr.on([count.release, truncation.release], handlers["generate_page"], generate_inputs, page_grid,
               **page_events).success(**remember)
 
-        def pick(seeds: list[int], event: gr.SelectData) -> tuple:
-            index = event.index if isinstance(event.index, int) else -1
-            if not 0 <= index < len(seeds):
-                return None, None, gr.Row(visible=False), "", gr.Image(visible=False)
-            tile = event.value.get("image", {}).get("path") if isinstance(event.value, dict) else None
-            return (seeds[index], tile, gr.Row(visible=True), f"**seed {seeds[index]}**",
-                    gr.Image(visible=False))
+        def pick(shown: list, event: gr.SelectData) -> tuple:
+            """A tile was clicked: its seed from the server's own list (only the index is used)."""
+            index = event.index if isinstance(event.index, int) and not isinstance(event.index, bool) else -1
+            if not 0 <= index < len(shown):
+                return None, gr.Row(visible=False), "", gr.Image(visible=False)
+            seed_value, scale = shown[index]
+            return (seed_value, scale), gr.Row(visible=True), f"**seed {seed_value}**", gr.Image(visible=False)
 
-        gallery.select(pick, shown_seeds, [picked_seed, picked_tile, tile_actions, picked, larger], **ui_events)
+        gallery.select(messages(pick), shown_seeds, [picked, tile_actions, picked_label, larger], **ui_events)
 
-        def use_as(letter: str) -> Callable[[int | None], int]:
-            def use(seed_value: int | None) -> int:
-                if seed_value is None:
+        def use_as(letter: str) -> Callable[[tuple[int, float] | None], int]:
+            def use(chosen: tuple[int, float] | None) -> int:
+                if chosen is None:
                     raise gr.Error("click a face first")
-                gr.Info(f"seed {letter} = {seed_value}")
-                return seed_value
+                gr.Info(f"seed {letter} = {chosen[0]}")
+                return chosen[0]
             return use
 
-        use_a.click(use_as("A"), picked_seed, seed_a, **ui_events).then(**remember)
-        use_b.click(use_as("B"), picked_seed, seed_b, **ui_events).then(**remember)
-        show_larger.click(lambda tile: gr.Image(value=tile, visible=True), picked_tile, larger, **ui_events)
+        use_a.click(messages(use_as("A")), picked, seed_a, **ui_events).then(**remember)
+        use_b.click(messages(use_as("B")), picked, seed_b, **ui_events).then(**remember)
+        show_larger.click(messages(demo_handlers.larger), picked, larger, **page_events)
         generate_examples.click(lambda row: row, generate_examples, generate_inputs, **ui_events).then(
             handlers["generate_page"], generate_inputs, page_grid, **page_events).success(**remember)
 

@@ -88,7 +88,7 @@ def test_every_model_call_is_wrapped_with_its_gpu_duration(tmp_path: Path) -> No
         "import json, spaces, app\n"
         "from dcgan_hf.serving import ModelServer\n"
         f"server = ModelServer.start({str(model)!r}, device='cpu')\n"
-        "app.build_demo(server)\n"
+        f"app.build_demo(server, {str(tmp_path / 'out')!r})\n"
         "server.close()\n"
         "print(json.dumps({'calls': spaces.CALLS, 'seconds': app.GPU_SECONDS}))\n"
     )
