@@ -15,7 +15,7 @@ OUT=${OUT:-gpu-train-out}
 DATA=${DATA:-.gpu-data/train.zip}
 EPOCHS=${EPOCHS:-100}
 TRAIN_SECONDS=${TRAIN_SECONDS:-330}
-RECIPE=${RECIPE:-}  # extra train.py flags; the defaults are the study's winner (bench/RESULTS.md §9)
+RECIPE=${RECIPE:-}  # extra train.py flags; the defaults are the study's winner (bench/RESULTS.md §10)
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"

@@ -1,5 +1,7 @@
 """Everything the demo needs that is not UI: model loading with a fallback, device and
-precision choice, input validation, and one inference worker that runs all torch work.
+precision choice, input validation, and one inference worker that runs all torch work -
+grids, walks (from seeds or latent tokens), photo projections (``dcgan_hf.projection``,
+20 optimiser steps per worker turn) and the Training tab's epochs (``dcgan_hf.revisions``).
 
 Why one worker thread: the demo serves concurrent users on a couple of shared vCPUs.
 Gradio runs each request in its own thread; if each called torch, N requests would start
@@ -22,11 +24,14 @@ seed alone and in a batch through the API).
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import logging
 import math
 import os
 import re
 import secrets
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -39,12 +44,15 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from PIL import Image
 
-from . import images as imaging
+from . import images as imaging, latent_token
 from .files import write_atomic
 from .hub import BUNDLED_MODEL, ModelSpec, load_generator, parse_model_spec
-from .latent import SEED_LIMIT, Method, check_seed, latents
-from .models import Generator, ModelLoadError
-from .sampling import CHUNK, check_truncation as check_latent_scale, interpolation_latents, render, sample_latents
+from .latent import SEED_LIMIT, Method, check_seed, latents, path
+from .models import Discriminator, Generator, ModelLoadError
+from .photos import Photo
+from .projection import ProjectionResult, ProjectionSettings, Projector
+from .revisions import TrainingHistory, TrainingRevision, find_history, load_revision, served_folder
+from .sampling import CHUNK, check_truncation as check_latent_scale, render, sample_latents
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,9 +94,38 @@ def check_seed_input(value: object, name: str = "seed") -> int:
 
 def check_truncation(value: object) -> float:
     """The latent scale: a finite number in the library's range (1.0 = no truncation)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"truncation must be a number such as 0.7 (1.0 = off), got {value!r}")
-    return check_latent_scale(value)
+    try:
+        scale = float(value)  # an int like 2**1100 has no float: OverflowError
+    except OverflowError:
+        raise ValueError("truncation must be in (0, 4], got a number far too large") from None
+    if not math.isfinite(scale):
+        raise ValueError(f"truncation must be a number such as 0.7 (1.0 = off), got {value!r}")
+    return check_latent_scale(scale)
+
+
+def parse_seed_list(text: object, name: str = "seeds", limit: int = MAX_IMAGES) -> list[int]:
+    """"0-15, 42" → [0, …, 15, 42], at most ``limit`` seeds, counted before any range is expanded."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return [check_seed_input(text, name)]
+    if not isinstance(text, str) or len(text) > 1000:
+        raise ValueError(f"{name} must be text like '0-15, 42', got {text!r:.60}")
+    seeds: list[int] = []
+    for part in (part for part in re.split(r"[,\s]+", text.strip()) if part):
+        match = re.fullmatch(r"([0-9]{1,10})(?:-([0-9]{1,10}))?", part)
+        if not match:
+            raise ValueError(f"{name} must be whole numbers and ranges like '0-15, 42', got {part!r:.40}")
+        first = check_seed_input(int(match.group(1)), name)
+        last = check_seed_input(int(match.group(2) or first), name)
+        if last < first:
+            raise ValueError(f"the range {part} in {name} runs backwards")
+        if len(seeds) + last - first + 1 > limit:
+            raise ValueError(f"{name}: at most {limit} seeds at a time")
+        seeds.extend(range(first, last + 1))
+    if not seeds:
+        raise ValueError(f"{name}: give at least one seed")
+    return seeds
 
 
 @dataclass(frozen=True)
@@ -118,13 +155,20 @@ class GenerateRequest:
 
 @dataclass(frozen=True)
 class InterpolateRequest:
-    """A validated Interpolate call: a path through ``seeds`` (back to the first if closed)."""
+    """A validated Interpolate call: a path through ``seeds`` (back to the first if closed).
+
+    ``start_latent`` / ``end_latent`` (latent tokens from ``/project``, already checked
+    against the model's nz) replace the first / second seed when given: "walk from my face
+    to seed 42". Seed latents are scaled by ``truncation``; token latents are used as found.
+    """
 
     seeds: tuple[int, ...]
     frames: int
     method: Method
     closed: bool
     truncation: float
+    start_latent: str | None = None
+    end_latent: str | None = None
 
     @classmethod
     def parse(
@@ -136,20 +180,51 @@ class InterpolateRequest:
         method: object = "slerp",
         closed: object = False,
         truncation: object = 1.0,
+        start_latent: object = "",
+        end_latent: object = "",
+        *,
+        nz: int | None = None,
     ) -> "InterpolateRequest":
-        seeds = [check_seed_input(seed_a, "seed A"), check_seed_input(seed_b, "seed B"), *parse_more_seeds(more_seeds)]
+        start = parse_latent_input(start_latent, nz, "start latent")
+        end = parse_latent_input(end_latent, nz, "end latent")
+        first = 0 if start is not None else check_seed_input(seed_a, "seed A")
+        second = 0 if end is not None else check_seed_input(seed_b, "seed B")
+        seeds = [first, second, *parse_more_seeds(more_seeds)]
         frames = check_whole_number(frames, "number of frames", MIN_FRAMES, MAX_FRAMES)
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         if not isinstance(closed, bool):
             raise ValueError(f"closed loop must be true or false, got {closed!r}")
-        return cls(tuple(seeds), frames, method, closed, check_truncation(truncation))
+        return cls(tuple(seeds), frames, method, closed, check_truncation(truncation), start, end)
+
+    def keyframes(self, nz: int) -> torch.Tensor:
+        """The latents the path runs through: seeds' (× truncation) with any token endpoints in place."""
+        z = latents(list(self.seeds), nz) * self.truncation
+        for index, token in ((0, self.start_latent), (1, self.end_latent)):
+            if token is not None:
+                z[index] = latent_token.decode(token, nz)
+        return z
 
     @property
     def filename_stem(self) -> str:
-        seeds = "-".join(map(str, self.seeds))
+        ends = [self.start_latent, self.end_latent] + [None] * (len(self.seeds) - 2)
+        names = [str(seed) if token is None else f"z{_short_hash(token)}" for seed, token in zip(self.seeds, ends)]
         loop = "-loop" if self.closed else ""
-        return f"dcgan-interp-{seeds}-{self.frames}f-{self.method}{loop}-t{self.truncation:g}"
+        return f"dcgan-interp-{'-'.join(names)}-{self.frames}f-{self.method}{loop}-t{self.truncation:g}"
+
+
+def parse_latent_input(value: object, nz: int | None, name: str) -> str | None:
+    """An optional latent token from a form or API call: None when empty, else the checked token."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if nz is None:
+        raise ValueError(f"{name}: latent tokens need the served model's nz")
+    z = latent_token.decode(value, nz, name)
+    return latent_token.encode(z)
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def parse_more_seeds(text: object) -> list[int]:
@@ -308,6 +383,8 @@ class ModelStatus:
     threads: str
     from_cache_offline: bool = False
     fallback_reason: str | None = None
+    discriminator: bool = False  # the model has a discriminator/ (the projection uses its features)
+    training_epochs: tuple[int, ...] = ()  # epochs the Training tab can show (epoch-N tags or checkpoints)
 
     @property
     def fell_back(self) -> bool:
@@ -330,6 +407,10 @@ class ModelStatus:
             f"**Config** {config} · **Device** {self.device} · **Precision** {self.precision}"
             f" · **CPU threads** {self.threads}",
         ]
+        if self.training_epochs:
+            epochs = self.training_epochs
+            span = f"epoch {epochs[0]}" if len(epochs) == 1 else f"epochs {epochs[0]}–{epochs[-1]}"
+            lines.append(f"**Training history** {len(epochs)} revisions ({span}): see the Training tab")
         if self.fallback_reason:
             lines.insert(
                 0,
@@ -387,8 +468,10 @@ def is_hub_repo_id(source: str) -> bool:
 
 def load_model(spec: ModelSpec) -> LoadedModel:
     """A folder as is; a Hub repo from the Hub, or from the local cache if the Hub is unreachable."""
-    if spec.is_local or not is_hub_repo_id(spec.source):
-        return LoadedModel(load_generator(spec), spec)  # a folder, or a path whose error names it
+    if spec.is_local:  # a run folder (train.py --output-dir) serves its hub/ folder
+        return LoadedModel(load_generator(ModelSpec(str(served_folder(spec.source)))), spec)
+    if not is_hub_repo_id(spec.source):
+        return LoadedModel(load_generator(spec), spec)  # a path whose error names it
     offline = not hub_is_reachable()
     if offline:
         logger.warning("the Hub at %s cannot be reached: looking for %s in the local cache", constants.ENDPOINT, spec)
@@ -450,11 +533,18 @@ def _with_threads(threads: int, fn: Callable[..., T], args: tuple) -> T:
 
 # --- the server -----------------------------------------------------------------------
 
+PROJECTION_SLICE = 20  # optimiser steps per worker turn: others' requests run in between
+MAX_GIF_REVISIONS = MAX_FRAMES  # the Training tab's GIF samples at most this many epochs
+
 
 @dataclass(frozen=True)
 class GeneratedGrid:
     images: torch.Tensor  # uint8 (N, nc, 64, 64)
     png: bytes  # the grid, lossless
+
+    def tile_pngs(self) -> list[bytes]:
+        """Each image as its own lossless PNG (the page's gallery tiles)."""
+        return [imaging.png_bytes(image) for image in imaging.to_pil(self.images)]
 
 
 @dataclass(frozen=True)
@@ -464,13 +554,81 @@ class Interpolation:
     gif: bytes  # the animation, looping
 
 
+@dataclass(frozen=True)
+class Projection:
+    """A photo's projection: the result, its latent token and its pictures."""
+
+    result: ProjectionResult
+    token: str  # latent_token.encode(result.z): what /interpolate accepts
+    reconstruction_png: bytes
+    target_png: bytes  # the photo as the model saw it (64×64); shown inline, never written to disk
+    seconds: float
+    preview_jpeg: bytes = b""  # the photo itself, small (photos.Photo.preview_jpeg); inline only
+
+    def summary(self) -> dict[str, Any]:
+        result = self.result
+        return {
+            "loss": round(result.loss, 6), "mse": round(result.mse, 6), "psnr_db": round(result.psnr, 2),
+            "steps": result.steps, "discriminator_features": result.used_discriminator,
+            "seconds": round(self.seconds, 2), "latent": self.token,
+        }
+
+
+@dataclass(frozen=True)
+class TrainingWalk:
+    """One seed at each of the run's epochs, oldest first."""
+
+    revisions: tuple[TrainingRevision, ...]
+    frames: torch.Tensor  # uint8 (len(revisions), nc, 64, 64)
+    strip_png: bytes
+    gif: bytes
+
+
+class RequestGauge:
+    """How many requests are inside the model server now, and the most there have been at once.
+
+    ``/model_info`` reports both: the queue's concurrency limit is visible from outside.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+
+    def __enter__(self) -> "RequestGauge":
+        with self._lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self.running -= 1
+
+
+def _counted(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def counted(self: "ModelServer", *args: Any, **kwargs: Any) -> T:
+        with self.gauge:
+            return method(self, *args, **kwargs)
+
+    return counted
+
+
 @dataclass
 class ModelServer:
-    """A loaded generator on its device, its status, and the worker that runs it."""
+    """A loaded generator on its device, its status, and the worker that runs it.
+
+    ``discriminator`` (when the model has one) sharpens projections; ``history`` (when the
+    model has training revisions) feeds the Training tab.
+    """
 
     generator: Generator
     status: ModelStatus
     worker: InferenceWorker = field(repr=False)
+    discriminator: Discriminator | None = field(default=None, repr=False)
+    history: TrainingHistory | None = field(default=None, repr=False)
+    gauge: RequestGauge = field(default_factory=RequestGauge, repr=False)
 
     @classmethod
     def start(
@@ -483,7 +641,11 @@ class ModelServer:
         """Load ``model`` (or the fallback if it cannot be loaded) and serve it."""
         target = choose_device(device)
         loaded = load_with_fallback(model, fallback)
-        return cls.serve(loaded.generator, target, requested=str(model), source=loaded)
+        discriminator = find_discriminator(loaded)
+        history = find_history(loaded.spec, online=not loaded.from_cache_offline,
+                               load=lambda revision: load_revision_on(revision, target))
+        return cls.serve(loaded.generator, target, requested=str(model), source=loaded,
+                         discriminator=discriminator, history=history)
 
     @classmethod
     def serve(
@@ -494,11 +656,15 @@ class ModelServer:
         requested: str = "in-memory generator",
         source: LoadedModel | None = None,
         policy: ThreadPolicy | None = None,
+        discriminator: Discriminator | None = None,
+        history: TrainingHistory | None = None,
     ) -> "ModelServer":
         """Place ``generator`` on ``device``, pick its precision and start the worker."""
         target = torch.device(device)
         zero_gpu = on_zero_gpu()
         generator, precision = choose_precision(generator.to(target).eval(), target, zero_gpu=zero_gpu)
+        if discriminator is not None:
+            discriminator = discriminator.to(target).eval()
         policy = policy or ThreadPolicy.for_device(target)
         spec = source.spec if source else None
         status = ModelStatus(
@@ -512,16 +678,20 @@ class ModelServer:
             threads=policy.describe(),
             from_cache_offline=source.from_cache_offline if source else False,
             fallback_reason=source.fallback_reason if source else None,
+            discriminator=discriminator is not None,
+            training_epochs=tuple(history.epochs) if history else (),
         )
         logger.info("serving %s on %s, %s", status.serving, target, precision.note)
-        return cls(generator, status, InferenceWorker(policy, threaded=not zero_gpu))
+        return cls(generator, status, InferenceWorker(policy, threaded=not zero_gpu), discriminator, history)
 
+    @_counted
     def generate(self, request: GenerateRequest) -> GeneratedGrid:
         """The images for ``request.seeds`` (bit-identical to ``dcgan_hf.sample``) and their grid."""
         z = self.worker.run(self._sample_latents, request)
         images, grid = self._render(z, imaging.grid_image)
         return GeneratedGrid(images, imaging.png_bytes(grid))
 
+    @_counted
     def interpolate(self, request: InterpolateRequest) -> Interpolation:
         """The frames of ``dcgan_hf.interpolate`` for ``request``, as a PNG strip and a GIF."""
         z = self.worker.run(self._path_latents, request)
@@ -529,19 +699,69 @@ class ModelServer:
         strip, frame_images = pictures
         return Interpolation(frames, imaging.png_bytes(strip), imaging.gif_bytes(frame_images, GIF_FRAME_MS))
 
+    @_counted
+    def project(self, photo: Photo, settings: ProjectionSettings = ProjectionSettings()) -> Projection:
+        """The latent closest to ``photo``, optimised ``PROJECTION_SLICE`` steps per worker turn."""
+        started = time.perf_counter()
+        projector = self.worker.run(Projector, self.generator, photo.pixels, self.discriminator, settings)
+        while not self.worker.run(projector.run, PROJECTION_SLICE):
+            pass
+        result = self.worker.run(projector.result)
+        seconds = time.perf_counter() - started
+        reconstruction, target = imaging.to_pil(torch.stack([result.image, result.target]))
+        logger.info("projected a %dx%d %s photo in %.2f s (PSNR %.1f dB)", *photo.size, photo.format, seconds,
+                    result.psnr)
+        return Projection(result, latent_token.encode(result.z), imaging.png_bytes(reconstruction),
+                          imaging.png_bytes(target), seconds, photo.preview_jpeg)
+
+    @_counted
+    def training_grid(
+        self, epoch: int, seeds: Sequence[int], truncation: float = 1.0
+    ) -> tuple[TrainingRevision, GeneratedGrid]:
+        """``seeds`` drawn by the generator of ``epoch`` (or the last epoch before it that was saved)."""
+        history = self._require_history()
+        revision = history.at_epoch(epoch)
+        generator = history.generator(revision)  # loaded here, not on the worker: it may download
+        z = sample_latents(list(seeds), generator.nz, truncation)
+        images, grid = self._render(z, imaging.grid_image, generator)
+        return revision, GeneratedGrid(images, imaging.png_bytes(grid))
+
+    @_counted
+    def training_walk(self, seed: int, truncation: float = 1.0) -> TrainingWalk:
+        """One seed across the run's epochs (at most MAX_GIF_REVISIONS, evenly spread, ends kept)."""
+        history = self._require_history()
+        revisions = evenly_spaced(history.revisions, MAX_GIF_REVISIONS)
+        frames = []
+        for revision in revisions:
+            generator = history.generator(revision)
+            z = sample_latents([seed], generator.nz, truncation)
+            frames.append(self.worker.run(render, generator, z, batch=1))
+        images = torch.cat(frames)
+        strip, pictures = self.worker.run(self._strip_and_frames, images)
+        return TrainingWalk(tuple(revisions), images, imaging.png_bytes(strip),
+                            imaging.gif_bytes(pictures, TRAINING_GIF_FRAME_MS))
+
     def close(self) -> None:
         self.worker.close()
+
+    def _require_history(self) -> TrainingHistory:
+        if self.history is None:
+            raise ValueError("this model has no training history (no epoch-N tags, no run folder)")
+        return self.history
 
     def _sample_latents(self, request: GenerateRequest) -> torch.Tensor:
         return sample_latents(request.seeds, self.generator.nz, request.truncation)
 
     def _path_latents(self, request: InterpolateRequest) -> torch.Tensor:
-        return interpolation_latents(list(request.seeds), self.generator.nz, request.frames, method=request.method,
-                                     closed=request.closed, truncation=request.truncation)
+        return path(request.keyframes(self.generator.nz), request.frames, method=request.method,
+                    closed=request.closed)
 
-    def _render(self, z: torch.Tensor, finish: Callable[[torch.Tensor], T]) -> tuple[torch.Tensor, T]:
+    def _render(
+        self, z: torch.Tensor, finish: Callable[[torch.Tensor], T], generator: Generator | None = None
+    ) -> tuple[torch.Tensor, T]:
         """Render ``z`` one CHUNK per worker turn (others' chunks can run in between), then finish."""
-        parts = [self.worker.run(render, self.generator, chunk, batch=len(chunk)) for chunk in z.split(CHUNK)]
+        generator = generator or self.generator
+        parts = [self.worker.run(render, generator, chunk, batch=len(chunk)) for chunk in z.split(CHUNK)]
         return self.worker.run(_concat_and_finish, parts, finish)
 
     @staticmethod
@@ -552,6 +772,46 @@ class ModelServer:
 def _concat_and_finish(parts: list[torch.Tensor], finish: Callable[[torch.Tensor], T]) -> tuple[torch.Tensor, T]:
     images = torch.cat(parts)
     return images, finish(images)
+
+
+TRAINING_GIF_FRAME_MS = 400  # epochs change a lot: a slower pace than a latent walk
+
+
+def evenly_spaced(items: Sequence[T], limit: int) -> list[T]:
+    """At most ``limit`` items, evenly spread, the first and last always included."""
+    if len(items) <= limit:
+        return list(items)
+    picks = sorted({round(index * (len(items) - 1) / (limit - 1)) for index in range(limit)})
+    return [items[index] for index in picks]
+
+
+def find_discriminator(loaded: LoadedModel) -> Discriminator | None:
+    """The served model's ``discriminator/`` (what train.py publishes beside it), when it has one."""
+    spec = loaded.spec
+    try:
+        if spec.is_local:
+            folder = served_folder(spec.source)
+            if not (folder / "discriminator" / "config.json").is_file():
+                return None
+            discriminator = Discriminator.from_pretrained(folder, subfolder="discriminator")
+        else:
+            discriminator = Discriminator.from_pretrained(
+                spec.source, revision=spec.revision, subfolder="discriminator",
+                local_files_only=loaded.from_cache_offline,
+            )
+    except (ModelLoadError, OSError) as error:
+        logger.info("no discriminator for %s (%s): projections use the pixel loss only", spec, error)
+        return None
+    if discriminator.nc != loaded.generator.nc:
+        logger.warning("ignoring %s's discriminator: nc=%d, the generator has nc=%d", spec, discriminator.nc,
+                       loaded.generator.nc)
+        return None
+    return discriminator
+
+
+def load_revision_on(revision: TrainingRevision, device: torch.device) -> Generator:
+    """A training revision's generator, in fp32 on the serving device."""
+    return load_revision(revision).to(device).eval()
 
 
 # --- output files ---------------------------------------------------------------------

@@ -2,10 +2,13 @@
 127.0.0.1 as a subprocess, the way users and Spaces run it.
 
 Covers: generate and interpolate equal the library's images pixel for pixel; same inputs
-give the same bytes; a seed gives the same image alone and in a batch; bad inputs get a
-clear error and the server keeps serving; 8 concurrent clients get their own images; the
-app serving a Hub model at a tag (fake Hub on 127.0.0.1) and falling back when the Hub
-cannot be reached. Plus the serving layer's fallback, device and fp16 checks in-process.
+give the same bytes; a seed gives the same image alone and in a batch; /project returns a
+reconstruction and a latent token that /interpolate walks from; bad inputs (and bad tokens)
+get a clear error and the server keeps serving; 8 concurrent clients × 10 mixed requests
+(generate, interpolate, project) get their own images; the app serving a Hub model at a tag
+(fake Hub on 127.0.0.1) and falling back when the Hub cannot be reached. Plus the serving
+layer's fallback, device and fp16 checks in-process. Hostile uploads, closed routes, queue
+limits and shutdown are in test_app_hardening.py.
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 import torch
-from gradio_client import Client
+from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from huggingface_hub import HfApi
 from PIL import Image
 from torch import nn
 
-from dcgan_hf import Generator, ModelLoadError, interpolate, sample
+from dcgan_hf import Generator, ModelLoadError, interpolate, latent_token, render, sample
 from dcgan_hf.images import gif_frame_count, grid_image
 from dcgan_hf.models import dcgan_init
 from dcgan_hf.serving import (
@@ -46,18 +49,19 @@ from dcgan_hf.serving import (
     try_half_precision,
 )
 from conftest import ROOT, free_port
+from hostile_images import encoded, face_like
 from hub_server import HubServer
 
 # -- helpers (test_browser.py uses them too) ----------------------------------------------
 
 
-def make_model_folder(folder: Path, seed: int = 0) -> Path:
+def make_model_folder(folder: Path, seed: int = 0, ngf: int = 16) -> Path:
     """A small random Generator whose samples are far from flat grey, saved for the app.
 
     DCGAN's N(0, 0.02) init gives near-constant images (eval-mode BN does not rescale),
     which would make pixel comparisons trivially true; He-like weights give vivid ones.
     """
-    generator = Generator(ngf=16)
+    generator = Generator(ngf=ngf)
     dcgan_init(generator, torch.Generator().manual_seed(seed))
     with torch.no_grad():
         for module in generator.modules():
@@ -211,6 +215,40 @@ def test_interpolation_starts_and_ends_on_its_seeds(client: Client) -> None:
     assert np.array_equal(tile(pixels(strip), 4, per_row=5), tile(pair, 1, per_row=2))
 
 
+def write_photo(folder: Path, seed: int = 0, kind: str = "JPEG") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"photo-{seed}.{kind.lower()}"
+    path.write_bytes(encoded(face_like(240 + 20 * seed, 320, seed=seed), kind))
+    return path
+
+
+def tensor_pixels(images: torch.Tensor) -> np.ndarray:
+    """uint8 (3, H, W) → (H, W, 3)."""
+    return images.permute(1, 2, 0).numpy()
+
+
+def test_project_returns_a_reconstruction_and_a_token_interpolate_walks_from(
+    client: Client, generator: Generator, tmp_path: Path
+) -> None:
+    face, token, summary = client.predict(photo=handle_file(write_photo(tmp_path)), api_name="/project")
+    z = latent_token.decode(token, generator.nz)
+    assert Path(face).read_bytes().startswith(b"\x89PNG")
+    assert np.array_equal(pixels(face), tensor_pixels(render(generator, z[None])[0]))
+    assert summary["latent"] == token and summary["steps"] == 200 and summary["discriminator_features"] is False
+    assert summary["psnr_db"] == pytest.approx(10 * math.log10(1 / summary["mse"]), abs=0.01)
+
+    strip, gif = client.predict(seed_a=0, seed_b=42, more_seeds="", frames=5, method="slerp", closed=False,
+                                truncation=1.0, start_latent=token, api_name="/interpolate")
+    walk = pixels(strip)
+    assert np.array_equal(tile(walk, 0, per_row=5), pixels(face))  # starts on my face
+    assert np.array_equal(tile(walk, 4, per_row=5), tensor_pixels(sample(generator, [42])[0]))  # ends on seed 42
+    assert gif_frame_count(Path(gif).read_bytes()) == 5
+    back, _ = client.predict(seed_a=42, seed_b=0, frames=3, end_latent=token, api_name="/interpolate")
+    assert np.array_equal(tile(pixels(back), 2, per_row=3), pixels(face))  # and as the end point
+    again = client.predict(photo=handle_file(write_photo(tmp_path)), api_name="/project")
+    assert again[1] == token  # the same photo finds the same latent
+
+
 GENERATE_DEFAULTS = dict(seed=1, n=1, truncation=1.0)
 INTERPOLATE_DEFAULTS = dict(seed_a=1, seed_b=2, more_seeds="", frames=4, method="slerp", closed=False, truncation=1.0)
 BAD_INPUTS = [
@@ -231,15 +269,25 @@ BAD_INPUTS = [
     ("/interpolate", dict(more_seeds="7, x"), "more seeds must be whole numbers"),
     ("/interpolate", dict(more_seeds="0-4294967295"), "more seeds must be whole numbers"),
     ("/interpolate", dict(more_seeds=" ".join(map(str, range(20)))), "at most 16 seeds"),
+    ("/generate", dict(truncation=2**1100), "truncation must be in (0, 4], got a number far too large"),
+    ("/interpolate", dict(truncation=2**1100), "far too large"),
+    ("/generate", dict(n=2**1100), "number of images must be from 1 to 64"),
+    ("/generate", dict(seed=[1, 2]), "seed must be a whole number"),
+    ("/interpolate", dict(closed="yes"), "closed loop must be true or false"),
+    ("/interpolate", dict(start_latent="z1.!!!"), "start latent is damaged"),
+    ("/interpolate", dict(end_latent="hello"), "end latent must start with 'z1.'"),
+    ("/interpolate", dict(start_latent=latent_token.encode(torch.zeros(16))), "this model's latents have nz=100"),
+    ("/interpolate", dict(start_latent="z1." + "A" * 10_000), "too long"),
+    ("/project", dict(photo=None), "upload a photo first"),
 ]
 
 
 def test_bad_inputs_get_a_clear_error_and_the_server_keeps_serving(client: Client, generator: Generator) -> None:
+    defaults = {"/generate": GENERATE_DEFAULTS, "/interpolate": INTERPOLATE_DEFAULTS, "/project": {}}
     for endpoint, bad, message in BAD_INPUTS:
-        defaults = GENERATE_DEFAULTS if endpoint == "/generate" else INTERPOLATE_DEFAULTS
         with pytest.raises(AppError) as raised:
-            client.predict(**{**defaults, **bad}, api_name=endpoint)
-        assert message in str(raised.value), (bad, str(raised.value))
+            client.predict(**{**defaults[endpoint], **bad}, api_name=endpoint)
+        assert str(raised.value) and message in str(raised.value), (bad, str(raised.value))  # never empty
     assert np.array_equal(
         pixels(client.predict(seed=99, n=2, truncation=1.0, api_name="/generate")), expected_grid(generator, [99, 100])
     )
@@ -251,17 +299,21 @@ def test_model_info_names_the_model_and_its_config(client: Client, model_folder:
     assert info["config"] == {"nz": 100, "ngf": 16, "nc": 3}
     assert info["device"] == "cpu" and info["precision"].startswith("fp32")
     assert info["fell_back"] is False
+    assert info["discriminator"] is False and info["training_epochs"] == []
+    assert info["requests_running"] == 0 and info["peak_requests_running"] >= 1
 
 
 # -- (c) load ---------------------------------------------------------------------------------
 
 
-def mixed_requests(client_index: int) -> list[tuple[str, dict[str, Any]]]:
-    """10 small requests per client, seeds unique to the client so cross-talk would show."""
+def mixed_requests(client_index: int, photos: Path) -> list[tuple[str, dict[str, Any]]]:
+    """10 small requests per client, seeds (and photos) unique to the client so cross-talk would show."""
     requests = []
     for index in range(10):
         seed = 1000 * client_index + 10 * index
-        if index % 2 == 0:
+        if index == 5:
+            requests.append(("/project", dict(photo=handle_file(write_photo(photos, seed=client_index)))))
+        elif index % 2 == 0:
             requests.append(("/generate", dict(seed=seed, n=1 + index % 3, truncation=1.0)))
         else:
             walk = {**INTERPOLATE_DEFAULTS, "seed_a": seed, "seed_b": seed + 1, "frames": 2 + index % 3}
@@ -275,8 +327,10 @@ def test_eight_concurrent_clients_each_get_their_own_images(
     def run_client(client_index: int) -> list[tuple[str, dict[str, Any], np.ndarray]]:
         client = client_for(app, tmp_path / f"client-{client_index}")
         results = []
-        for endpoint, inputs in mixed_requests(client_index):
+        for endpoint, inputs in mixed_requests(client_index, tmp_path / f"photos-{client_index}"):
             result = client.predict(**inputs, api_name=endpoint)
+            if endpoint == "/project":
+                inputs = {"token": result[1]}
             results.append((endpoint, inputs, pixels(result if endpoint == "/generate" else result[0])))
         return results
 
@@ -290,10 +344,14 @@ def test_eight_concurrent_clients_each_get_their_own_images(
         for endpoint, inputs, image in results:
             if endpoint == "/generate":
                 expected = expected_grid(generator, list(range(inputs["seed"], inputs["seed"] + inputs["n"])))
+            elif endpoint == "/project":
+                expected = tensor_pixels(render(generator, latent_token.decode(inputs["token"], 100)[None])[0])
             else:
                 expected = expected_strip(generator, [inputs["seed_a"], inputs["seed_b"]], inputs["frames"])
             assert np.array_equal(image, expected), (endpoint, inputs)
-    assert elapsed < 120, f"80 small requests took {elapsed:.0f} s"
+    assert len({inputs["token"] for results in outcomes for endpoint, inputs, _ in results
+                if endpoint == "/project"}) == 8  # eight photos, eight latents
+    assert elapsed < 180, f"80 mixed requests took {elapsed:.0f} s"
 
 
 # -- (d) Hub models: served at a tag, and the fallback when the Hub is unreachable -------------

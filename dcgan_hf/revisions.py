@@ -1,0 +1,249 @@
+"""A model's training history: the ``epoch-N`` revisions ``train.py`` leaves behind.
+
+Two places hold one. A Hub repo that ``train.py --push-to-hub`` published to has a tag
+``epoch-N`` on the commit of each epoch's push (the EMA generator of that epoch at the
+root). A local run folder (``train.py --output-dir``) keeps its last few checkpoints in
+``checkpoints/checkpoint-<step>/``, each with the generator and its EMA as safetensors and
+``state.json`` saying which epoch it closes; the generator a checkpoint publishes is the EMA
+one when the run had an EMA, as on the Hub.
+
+Revisions are loaded only when asked for and kept in a small LRU (:class:`GeneratorLRU`),
+so memory stays at ``capacity`` generators however long the run was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from huggingface_hub import HfApi
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from .hub import ModelSpec
+from .models import Generator, ModelLoadError, hub_errors
+
+logger = logging.getLogger(__name__)
+
+EPOCH_TAG = re.compile(r"epoch-([1-9][0-9]{0,6})")
+MAX_REVISIONS = 500  # a run tagged more often than this is shown by its newest 500 epochs
+LRU_CAPACITY = 4  # generators kept in memory for the Training tab
+MAX_STATE_BYTES = 64 * 1024 * 1024  # a checkpoint's state.json (loss history included)
+CHECKPOINT_PREFIX = "checkpoint-"
+EMA_COUNTER = "__ema_updates__"  # the one non-weight tensor in a checkpoint's ema.safetensors
+
+
+@dataclass(frozen=True)
+class TrainingRevision:
+    """One epoch of a run: a Hub tag, or a local checkpoint folder."""
+
+    epoch: int
+    source: str  # the repo id, or the checkpoint folder
+    revision: str | None = None  # the tag (Hub); None for a checkpoint folder
+    commit: str | None = None  # the commit the tag points at (Hub)
+
+    @property
+    def label(self) -> str:
+        return f"epoch-{self.epoch}"
+
+    @property
+    def is_local(self) -> bool:
+        return self.revision is None
+
+    def describe(self) -> str:
+        if self.is_local:
+            return f"{self.label} (checkpoint `{Path(self.source).name}`)"
+        return f"`{self.revision}`" + (f" (commit `{self.commit[:12]}`)" if self.commit else "")
+
+
+# -- finding revisions ---------------------------------------------------------------------------
+
+
+def epoch_of_tag(name: str) -> int | None:
+    match = EPOCH_TAG.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+def hub_revisions(repo_id: str, api: HfApi | None = None) -> list[TrainingRevision]:
+    """The repo's ``epoch-N`` tags, oldest epoch first (other tags and branches are ignored)."""
+    with hub_errors(repo_id):
+        refs = (api or HfApi()).list_repo_refs(repo_id)
+    found = [
+        TrainingRevision(epoch, repo_id, tag.name, tag.target_commit)
+        for tag in refs.tags
+        if (epoch := epoch_of_tag(tag.name)) is not None
+    ]
+    return sorted(found, key=lambda revision: revision.epoch)[-MAX_REVISIONS:]
+
+
+def run_folder(model_folder: str | os.PathLike) -> Path | None:
+    """The ``train.py --output-dir`` a model folder belongs to: itself, or the parent of its ``hub/``."""
+    folder = Path(model_folder)
+    for candidate in (folder, folder.parent if folder.name == "hub" else None):
+        if candidate is not None and (candidate / "checkpoints").is_dir():
+            return candidate
+    return None
+
+
+def served_folder(folder: str | os.PathLike) -> Path:
+    """The model folder to serve for ``folder``: a run folder serves its ``hub/``, anything else itself."""
+    path = Path(folder)
+    if not (path / "config.json").is_file() and (path / "hub" / "config.json").is_file():
+        return path / "hub"
+    return path
+
+
+def _read_state(checkpoint: Path) -> dict:
+    path = checkpoint / "state.json"
+    if path.stat().st_size > MAX_STATE_BYTES:
+        raise ModelLoadError(f"{path} is larger than {MAX_STATE_BYTES // 2**20} MB")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"{path}: unreadable ({error})") from error
+    if not isinstance(state, dict) or not isinstance(state.get("progress"), dict):
+        raise ModelLoadError(f"{path}: not a training checkpoint's state")
+    return state
+
+
+def checkpoint_revisions(run: str | os.PathLike) -> list[TrainingRevision]:
+    """A run folder's complete end-of-epoch checkpoints, oldest first (mid-epoch ones are skipped)."""
+    folder = Path(run) / "checkpoints"
+    found: dict[int, TrainingRevision] = {}
+    if not folder.is_dir():
+        return []
+    for checkpoint in sorted(folder.iterdir()):
+        if not checkpoint.name.startswith(CHECKPOINT_PREFIX) or not (checkpoint / "state.json").is_file():
+            continue  # a temporary or half-written folder
+        try:
+            progress = _read_state(checkpoint)["progress"]
+        except (ModelLoadError, OSError) as error:
+            logger.warning("skipping checkpoint %s: %s", checkpoint, error)
+            continue
+        epoch, batch = progress.get("epoch"), progress.get("batch")
+        if isinstance(epoch, int) and epoch >= 1 and batch == 0:
+            found[epoch] = TrainingRevision(epoch, str(checkpoint))
+    return [found[epoch] for epoch in sorted(found)][-MAX_REVISIONS:]
+
+
+def load_checkpoint_generator(checkpoint: str | os.PathLike) -> Generator:
+    """The generator a checkpoint publishes (its EMA when it has one), strictly, safetensors only."""
+    checkpoint = Path(checkpoint)
+    state = _read_state(checkpoint)
+    config = state.get("config") if isinstance(state.get("config"), dict) else {}
+    arguments = Generator.config_from_dict(
+        {key: config[key] for key in ("nz", "ngf") if key in config}, str(checkpoint)
+    )
+    generator = Generator(**arguments)
+    name = "ema.safetensors" if state.get("has_ema") else "generator.safetensors"
+    try:
+        weights = load_file(str(checkpoint / name))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ModelLoadError(f"{checkpoint / name}: not a readable safetensors file ({error})") from error
+    weights.pop(EMA_COUNTER, None)
+    generator.load_state_dict_strict(weights, source=str(checkpoint / name))
+    return generator.eval()
+
+
+def load_revision(revision: TrainingRevision) -> Generator:
+    """The generator of one revision, on the CPU."""
+    if revision.is_local:
+        return load_checkpoint_generator(revision.source)
+    return Generator.from_pretrained(revision.source, revision=revision.revision)
+
+
+# -- the LRU ----------------------------------------------------------------------------------
+
+
+class GeneratorLRU:
+    """At most ``capacity`` loaded generators, least recently used evicted first.
+
+    One lock covers lookups and loads, so two requests for the same revision load it once.
+    """
+
+    def __init__(self, load: Callable[[TrainingRevision], Generator], capacity: int = LRU_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be ≥ 1, got {capacity}")
+        self.capacity = capacity
+        self._load = load
+        self._items: OrderedDict[TrainingRevision, Generator] = OrderedDict()
+        self._lock = threading.Lock()
+        self.loads = 0  # how many times a revision was loaded (tests check laziness with it)
+
+    def get(self, revision: TrainingRevision) -> Generator:
+        with self._lock:
+            if revision in self._items:
+                self._items.move_to_end(revision)
+                return self._items[revision]
+            generator = self._load(revision)
+            self.loads += 1
+            self._items[revision] = generator
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+            return generator
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+def model_bytes(generator: Generator) -> int:
+    """Bytes of a generator's weights and buffers: what one LRU entry holds."""
+    tensors = list(generator.parameters()) + list(generator.buffers())
+    return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+
+
+@dataclass
+class TrainingHistory:
+    """The epochs of a run, oldest first, and the LRU their generators are loaded into."""
+
+    revisions: tuple[TrainingRevision, ...]
+    cache: GeneratorLRU
+    where: str  # the repo id or run folder, for the page
+
+    @classmethod
+    def of(cls, revisions: list[TrainingRevision], where: str, capacity: int = LRU_CAPACITY,
+           load: Callable[[TrainingRevision], Generator] = load_revision) -> "TrainingHistory | None":
+        """None when there is nothing to watch (fewer than two epochs): the page hides its tab then."""
+        if len(revisions) < 2:
+            return None
+        return cls(tuple(revisions), GeneratorLRU(load, capacity), where)
+
+    @property
+    def epochs(self) -> list[int]:
+        return [revision.epoch for revision in self.revisions]
+
+    def at_epoch(self, epoch: int) -> TrainingRevision:
+        """The revision of ``epoch``, or of the last epoch before it that has one."""
+        earlier = [revision for revision in self.revisions if revision.epoch <= epoch]
+        return earlier[-1] if earlier else self.revisions[0]
+
+    def generator(self, revision: TrainingRevision) -> Generator:
+        return self.cache.get(revision)
+
+
+def find_history(
+    spec: ModelSpec,
+    *,
+    online: bool = True,
+    api: HfApi | None = None,
+    load: Callable[[TrainingRevision], Generator] = load_revision,
+) -> TrainingHistory | None:
+    """The training history behind a served model, or None (no tags, no run folder, Hub offline)."""
+    if spec.is_local:
+        run = run_folder(spec.source)
+        return TrainingHistory.of(checkpoint_revisions(run), str(run), load=load) if run is not None else None
+    if not online:
+        return None
+    try:
+        return TrainingHistory.of(hub_revisions(spec.source, api), spec.source, load=load)
+    except ModelLoadError as error:
+        logger.warning("cannot list the training tags of %s: %s", spec.source, error)
+        return None

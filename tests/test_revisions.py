@@ -1,0 +1,192 @@
+"""Watch it learn: the Training tab over a run's epoch-N tags or its local checkpoints.
+
+End to end: ``train.py`` (tiny, synthetic images) pushes 3 tagged epochs to the fake Hub on
+127.0.0.1; ``app.py`` serves that repo, and the tab's pixels (through the API) equal
+``Generator.from_pretrained(repo, revision=tag).sample(...)``; served from the run folder
+instead, the checkpoints give the same pixels as the tags. Plus the LRU's bound and
+laziness, and the tab's absence for a model without history.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import HfApi
+
+from dcgan_hf import Generator
+from dcgan_hf.hub import ModelSpec
+from dcgan_hf.images import grid_image
+from dcgan_hf.revisions import (
+    GeneratorLRU,
+    TrainingHistory,
+    TrainingRevision,
+    checkpoint_revisions,
+    epoch_of_tag,
+    find_history,
+    load_checkpoint_generator,
+)
+from dcgan_hf.serving import ModelServer, evenly_spaced
+from hub_server import HubServer
+from test_app import AppProcess, client_for, make_model_folder, pixels, start_app, tile
+from training_runs import EPOCHS, TOKEN, train_and_push
+
+REPO = "someone/dcgan-watch"
+SEEDS = list(range(6))
+
+
+@pytest.fixture(scope="module")
+def run(local_hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """train.py's output folder; its 3 epochs are tagged in REPO on the fake Hub."""
+    local_hub_server.reset()
+    folder = train_and_push(REPO, tmp_path_factory.mktemp("watch") / "run")
+    api = HfApi(token=TOKEN)
+    api.create_tag(REPO, tag="v1.0")  # not a training tag: ignored
+    api.create_tag(REPO, tag="step-7")  # a mid-epoch push: ignored too
+    return folder
+
+
+def tagged(epoch: int) -> Generator:
+    return Generator.from_pretrained(REPO, revision=f"epoch-{epoch}")
+
+
+def expected_grid(generator: Generator, seeds: list[int]) -> np.ndarray:
+    return pixels(grid_image(generator.sample(seeds)))
+
+
+@pytest.fixture(scope="module")
+def hub_app(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
+    process = start_app("--model", REPO, workdir=tmp_path_factory.mktemp("hub-app")).wait_until_ready()
+    yield process
+    process.stop()
+
+
+# -- the pieces ---------------------------------------------------------------------------------
+
+
+def test_epoch_tags() -> None:
+    assert [epoch_of_tag(name) for name in ("epoch-1", "epoch-25", "epoch-0", "epoch-01", "step-5", "v1")] == [
+        1, 25, None, None, None, None]
+
+
+def test_the_lru_loads_lazily_and_keeps_at_most_its_capacity() -> None:
+    revisions = [TrainingRevision(epoch, "user/repo", f"epoch-{epoch}") for epoch in range(1, 7)]
+    made: list[int] = []
+
+    def load(revision: TrainingRevision) -> Generator:
+        made.append(revision.epoch)
+        return Generator(nz=4, ngf=2)
+
+    history = TrainingHistory.of(revisions, "user/repo", capacity=2, load=load)
+    assert made == [] and len(history.cache) == 0  # nothing loaded up front
+    first = history.generator(history.at_epoch(3))
+    assert history.generator(history.at_epoch(3)) is first and made == [3]
+    for epoch in (1, 2, 3, 4):
+        history.generator(history.at_epoch(epoch))
+    assert made == [3, 1, 2, 3, 4] and len(history.cache) == 2  # 3 was evicted by 1 and 2
+    assert history.cache.loads == 5
+    with pytest.raises(ValueError, match="capacity"):
+        GeneratorLRU(load, capacity=0)
+
+
+def test_epochs_snap_to_the_last_saved_one_and_one_epoch_is_no_history() -> None:
+    revisions = [TrainingRevision(epoch, "r", f"epoch-{epoch}") for epoch in (2, 4, 6)]
+    history = TrainingHistory.of(revisions, "r")
+    assert [history.at_epoch(epoch).epoch for epoch in (1, 2, 3, 5, 6, 99)] == [2, 2, 2, 4, 6, 6]
+    assert TrainingHistory.of(revisions[:1], "r") is None and TrainingHistory.of([], "r") is None
+    assert evenly_spaced(list(range(100)), 5) == [0, 25, 50, 74, 99] and evenly_spaced([1, 2], 5) == [1, 2]
+
+
+# -- end to end ---------------------------------------------------------------------------------
+
+
+def test_train_py_tags_each_epoch_and_its_checkpoints_match(run: Path, local_hub_server: HubServer) -> None:
+    tags = local_hub_server.refs(REPO)["tags"]
+    assert {f"epoch-{epoch}" for epoch in range(1, EPOCHS + 1)} <= set(tags)
+    history = find_history(ModelSpec(REPO))
+    assert history.epochs == [1, 2, 3] and [r.revision for r in history.revisions] == ["epoch-1", "epoch-2", "epoch-3"]
+    local = checkpoint_revisions(run)
+    assert [revision.epoch for revision in local] == [1, 2, 3]
+    for revision in local:  # a checkpoint's EMA generator is what that epoch's push published
+        mine, pushed = load_checkpoint_generator(revision.source).state_dict(), tagged(revision.epoch).state_dict()
+        assert all(torch.equal(value, pushed[key]) for key, value in mine.items())
+
+
+def test_the_training_tab_draws_what_each_tag_holds(hub_app: AppProcess, run: Path, tmp_path: Path) -> None:
+    client = client_for(hub_app, tmp_path)
+    info = client.predict(api_name="/model_info")
+    assert info["training_epochs"] == [1, 2, 3]
+    grids = []
+    for epoch in range(1, EPOCHS + 1):
+        grid, caption = client.predict(epoch=epoch, seeds="0-5", truncation=1.0, api_name="/training_grid")
+        assert np.array_equal(pixels(grid), expected_grid(tagged(epoch), SEEDS)), epoch
+        assert f"epoch-{epoch}" in caption
+        grids.append(pixels(grid))
+    assert not np.array_equal(grids[0], grids[-1])  # the model did change while training
+    newest, _ = client.predict(epoch=0, seeds="0-5", truncation=1.0, api_name="/training_grid")
+    assert np.array_equal(pixels(newest), grids[-1])
+    gif, strip, epochs = client.predict(seed=4, truncation=1.0, api_name="/training_gif")
+    assert Path(gif).read_bytes().startswith(b"GIF8") and "epoch-1, epoch-2, epoch-3" in epochs
+    for index, epoch in enumerate(range(1, EPOCHS + 1)):
+        expected = tagged(epoch).sample([4])[0].permute(1, 2, 0).numpy()
+        assert np.array_equal(tile(pixels(strip), index, per_row=EPOCHS), expected), epoch
+
+
+def test_bad_training_inputs_get_messages(hub_app: AppProcess, tmp_path: Path) -> None:
+    from gradio_client.exceptions import AppError
+
+    client = client_for(hub_app, tmp_path)
+    for inputs, message in [
+        (dict(epoch=1, seeds="0-4294967295", truncation=1.0), "at most 64 seeds"),
+        (dict(epoch=1, seeds="5-1", truncation=1.0), "runs backwards"),
+        (dict(epoch=-1, seeds="0", truncation=1.0), "epoch must be from 0"),
+        (dict(epoch=1, seeds="0", truncation=2**1100), "far too large"),
+    ]:
+        with pytest.raises(AppError, match=message):
+            client.predict(**inputs, api_name="/training_grid")
+
+
+def test_a_run_folder_serves_its_checkpoints_with_the_same_pixels(run: Path, tmp_path: Path) -> None:
+    app = start_app("--model", str(run), workdir=tmp_path).wait_until_ready()
+    try:
+        client = client_for(app, tmp_path / "downloads")
+        info = client.predict(api_name="/model_info")
+        assert info["training_epochs"] == [1, 2, 3] and info["config"]["nz"] == 16
+        for epoch in (1, 3):
+            grid, caption = client.predict(epoch=epoch, seeds="0-5", truncation=1.0, api_name="/training_grid")
+            assert np.array_equal(pixels(grid), expected_grid(tagged(epoch), SEEDS)), epoch
+            assert "checkpoint-" in caption
+    finally:
+        app.stop()
+
+
+def test_revisions_are_loaded_only_when_asked_for(run: Path) -> None:
+    server = ModelServer.start(REPO, fallback=REPO, device="cpu")
+    try:
+        assert server.history.cache.loads == 0
+        revision, grid = server.training_grid(2, SEEDS)
+        assert revision.revision == "epoch-2" and server.history.cache.loads == 1
+        assert np.array_equal(pixels(grid.png), expected_grid(tagged(2), SEEDS))
+        server.training_walk(0)
+        assert server.history.cache.loads == 3 and len(server.history.cache) == 3
+    finally:
+        server.close()
+
+
+def test_no_history_means_no_training_tab(tmp_path: Path) -> None:
+    model = make_model_folder(tmp_path / "plain")
+    app = start_app("--model", str(model), workdir=tmp_path).wait_until_ready()
+    try:
+        with urllib.request.urlopen(app.url + "config", timeout=10) as response:
+            config = json.load(response)
+        ids = {component.get("props", {}).get("elem_id") for component in config["components"]}
+        assert "tab-generate" in ids and "tab-training" not in ids
+        assert not any(dependency.get("api_name") == "training_grid" for dependency in config["dependencies"])
+        assert client_for(app, tmp_path / "downloads").predict(api_name="/model_info")["training_epochs"] == []
+    finally:
+        app.stop()
