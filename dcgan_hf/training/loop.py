@@ -416,7 +416,9 @@ def _epoch_end(config: TrainConfig, progress: checkpoints.Progress, *, epochs: i
     here. The last step of a run (finished or stopped) always checkpoints and publishes.
     """
     last = _finished(progress, epochs=epochs, max_steps=max_steps) or stopping
-    evaluated_now = bool(progress.metrics) and progress.metrics[-1].step == progress.step
+    # evaluated at this step already, with this protocol (re-publishing with a larger --eval-num re-evaluates)
+    evaluated_now = bool(progress.metrics) and progress.metrics[-1].step == progress.step \
+        and progress.metrics[-1].num_generated == config.eval_num
     run_complete = progress.epoch >= config.epochs and progress.batch == 0  # not on an interrupt
     return EpochEnd(
         outputs=epoch_done or last,
