@@ -28,7 +28,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .hub import ModelSpec
-from .models import Generator, ModelLoadError, hub_errors
+from .hub_client import hub_errors
+from .models import Generator, ModelLoadError
 
 logger = logging.getLogger(__name__)
 
