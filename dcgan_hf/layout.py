@@ -7,6 +7,7 @@ A checkpoint's own inside (``state.json`` + safetensors) belongs to ``training.c
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,3 +103,19 @@ class RunLayout:
     def published_files(self) -> dict[str, Path]:
         """The pictures the Hub folder's root copies: name there → file here."""
         return {name: self.root / name for name in PUBLISHED_FILES}
+
+
+def served_folder(folder: str | os.PathLike) -> Path:
+    """The model folder to serve for ``folder``: a run folder serves its ``hub/``, anything else itself."""
+    path = Path(folder)
+    hub = RunLayout(path).hub
+    if not HubLayout(path).config.is_file() and HubLayout(hub).config.is_file():
+        return hub
+    return path
+
+
+def run_folder(model_folder: str | os.PathLike) -> Path | None:
+    """The ``train.py --output-dir`` a model folder belongs to: itself, or the parent of its ``hub/``."""
+    folder = Path(model_folder)
+    candidates = [folder, folder.parent] if RunLayout(folder.parent).hub == folder else [folder]
+    return next((candidate for candidate in candidates if RunLayout(candidate).checkpoints.is_dir()), None)

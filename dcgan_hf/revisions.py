@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 
 from .hub import ModelSpec
 from .hub_client import hub_errors
+from .layout import RunLayout, run_folder
 from .models import Generator, ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -84,23 +85,6 @@ def hub_revisions(repo_id: str, api: HfApi | None = None) -> list[TrainingRevisi
     return sorted(found, key=lambda revision: revision.epoch)[-MAX_REVISIONS:]
 
 
-def run_folder(model_folder: str | os.PathLike) -> Path | None:
-    """The ``train.py --output-dir`` a model folder belongs to: itself, or the parent of its ``hub/``."""
-    folder = Path(model_folder)
-    for candidate in (folder, folder.parent if folder.name == "hub" else None):
-        if candidate is not None and (candidate / "checkpoints").is_dir():
-            return candidate
-    return None
-
-
-def served_folder(folder: str | os.PathLike) -> Path:
-    """The model folder to serve for ``folder``: a run folder serves its ``hub/``, anything else itself."""
-    path = Path(folder)
-    if not (path / "config.json").is_file() and (path / "hub" / "config.json").is_file():
-        return path / "hub"
-    return path
-
-
 def _read_state(checkpoint: Path) -> dict:
     path = checkpoint / "state.json"
     if path.stat().st_size > MAX_STATE_BYTES:
@@ -116,7 +100,7 @@ def _read_state(checkpoint: Path) -> dict:
 
 def checkpoint_revisions(run: str | os.PathLike) -> list[TrainingRevision]:
     """A run folder's complete end-of-epoch checkpoints, oldest first (mid-epoch ones are skipped)."""
-    folder = Path(run) / "checkpoints"
+    folder = RunLayout(Path(run)).checkpoints
     found: dict[int, TrainingRevision] = {}
     if not folder.is_dir():
         return []

@@ -47,11 +47,12 @@ from PIL import Image
 from . import images as imaging, latent_token
 from .files import write_atomic
 from .hub import BUNDLED_MODEL, ModelSpec, load_generator, parse_model_spec
+from .layout import CONFIG_FILE, DISCRIMINATOR_DIR, HubLayout, served_folder
 from .latent import SEED_LIMIT, Method, check_seed, latents, path
 from .models import Discriminator, Generator, ModelLoadError
 from .photos import Photo
 from .projection import ProjectionResult, ProjectionSettings, Projector
-from .revisions import TrainingHistory, TrainingRevision, find_history, load_revision, served_folder
+from .revisions import TrainingHistory, TrainingRevision, find_history, load_revision
 from .sampling import CHUNK, check_truncation as check_latent_scale, render, sample_latents
 
 logger = logging.getLogger(__name__)
@@ -791,12 +792,12 @@ def find_discriminator(loaded: LoadedModel) -> Discriminator | None:
     try:
         if spec.is_local:
             folder = served_folder(spec.source)
-            if not (folder / "discriminator" / "config.json").is_file():
+            if not (HubLayout(folder).discriminator / CONFIG_FILE).is_file():
                 return None
-            discriminator = Discriminator.from_pretrained(folder, subfolder="discriminator")
+            discriminator = Discriminator.from_pretrained(folder, subfolder=DISCRIMINATOR_DIR)
         else:
             discriminator = Discriminator.from_pretrained(
-                spec.source, revision=spec.revision, subfolder="discriminator",
+                spec.source, revision=spec.revision, subfolder=DISCRIMINATOR_DIR,
                 local_files_only=loaded.from_cache_offline,
             )
     except (ModelLoadError, OSError) as error:
