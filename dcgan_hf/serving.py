@@ -39,14 +39,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 import torch
-from huggingface_hub import constants, get_session, try_to_load_from_cache
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
 from PIL import Image
 
 from . import images as imaging, latent_token
 from .files import write_atomic
-from .hub import BUNDLED_MODEL, ModelSpec, load_generator, parse_model_spec
+from .hub import BUNDLED_MODEL, LoadedModel, ModelSpec, hub_commit, load_model, parse_model_spec
 from .layout import CONFIG_FILE, DISCRIMINATOR_DIR, HubLayout, served_folder
 from .latent import SEED_LIMIT, Method, check_seed, latents, path
 from .models import Discriminator, Generator, ModelLoadError
@@ -361,16 +358,6 @@ def choose_precision(
 
 
 @dataclass(frozen=True)
-class LoadedModel:
-    """A generator (on the CPU) and where it came from."""
-
-    generator: Generator
-    spec: ModelSpec
-    from_cache_offline: bool = False  # a Hub model served from the local cache, Hub unreachable
-    fallback_reason: str | None = None  # why the requested model is not the one serving
-
-
-@dataclass(frozen=True)
 class ModelStatus:
     """What the page's model panel and the ``model_info`` API report."""
 
@@ -421,16 +408,6 @@ class ModelStatus:
         return "\n\n".join(lines)
 
 
-def hub_commit(spec: ModelSpec) -> str | None:
-    """The commit a Hub spec resolved to, read from the local cache (no network call)."""
-    if spec.is_local:
-        return None
-    cached = try_to_load_from_cache(spec.source, "config.json", revision=spec.revision)
-    if isinstance(cached, str):
-        return Path(cached).parent.name
-    return None
-
-
 BUNDLED_LABEL = "the bundled model (dcgan_hf/pretrained/celeba64)"
 
 
@@ -441,42 +418,6 @@ def describe_source(spec: ModelSpec) -> str:
         return spec.source
     path = Path(spec.source).resolve()
     return BUNDLED_LABEL if path == BUNDLED_MODEL.resolve() else str(path)
-
-
-def hub_is_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hub endpoint answers at all (any status), through the client's session.
-
-    ``hf_hub_download`` retries a Hub it cannot reach for ~25 s before giving up on a file
-    that is not cached; asking once first lets the demo start at once when offline.
-    """
-    if constants.is_offline_mode():
-        return False
-    try:
-        get_session().head(constants.ENDPOINT, timeout=timeout)
-    except Exception:  # noqa: BLE001 - any transport failure (refused, DNS, timeout, TLS) means unreachable
-        return False
-    return True
-
-
-def is_hub_repo_id(source: str) -> bool:
-    """``user/name`` (or ``name``) as the Hub spells repo ids; a path such as /a/b/c is not one."""
-    try:
-        validate_repo_id(source)
-    except HFValidationError:
-        return False
-    return True
-
-
-def load_model(spec: ModelSpec) -> LoadedModel:
-    """A folder as is; a Hub repo from the Hub, or from the local cache if the Hub is unreachable."""
-    if spec.is_local:  # a run folder (train.py --output-dir) serves its hub/ folder
-        return LoadedModel(load_generator(ModelSpec(str(served_folder(spec.source)))), spec)
-    if not is_hub_repo_id(spec.source):
-        return LoadedModel(load_generator(spec), spec)  # a path whose error names it
-    offline = not hub_is_reachable()
-    if offline:
-        logger.warning("the Hub at %s cannot be reached: looking for %s in the local cache", constants.ENDPOINT, spec)
-    return LoadedModel(load_generator(spec, local_files_only=offline), spec, from_cache_offline=offline)
 
 
 def load_with_fallback(requested: str | os.PathLike, fallback: str | os.PathLike) -> LoadedModel:
