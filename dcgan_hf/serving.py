@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 
 from . import images as imaging, latent_token
+from .devices import resolve_device
 from .files import write_atomic
 from .hub import BUNDLED_MODEL, LoadedModel, ModelSpec, hub_commit, load_model, parse_model_spec
 from .layout import CONFIG_FILE, DISCRIMINATOR_DIR, HubLayout, served_folder
@@ -250,24 +251,6 @@ def random_seed() -> int:
 def on_zero_gpu() -> bool:
     """True on a ZeroGPU Space, read the way the ``spaces`` package reads it."""
     return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
-
-
-def choose_device(name: str = "auto") -> torch.device:
-    """``auto`` → cuda when available, else cpu; an explicit device must exist."""
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"unknown device {name!r}: use auto, cpu or cuda[:N]") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU here")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {name}: torch sees only {torch.cuda.device_count()} GPU(s)")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {name!r}: use auto, cpu or cuda[:N]")
-    return device
 
 
 def available_cpus() -> int:
@@ -581,7 +564,7 @@ class ModelServer:
         device: str = "auto",
     ) -> "ModelServer":
         """Load ``model`` (or the fallback if it cannot be loaded) and serve it."""
-        target = choose_device(device)
+        target = resolve_device(device)
         loaded = load_with_fallback(model, fallback)
         discriminator = find_discriminator(loaded)
         history = find_history(loaded.spec, online=not loaded.from_cache_offline,
