@@ -12,7 +12,7 @@ thread count (``torch.set_num_threads`` is per-thread state under OpenMP). Reque
 render one ``dcgan_hf.sampling.CHUNK`` of images per turn, so a 64-image request lets a
 1-image request in between its chunks instead of making it wait for all four.
 
-Thread policy (measured in bench/sample_cpu.py, see bench/RESULTS-app.md): batches of up
+Thread policy (measured in bench/sample_cpu.py, see bench/RESULTS.md §2): batches of up
 to ``SMALL_BATCH`` images run on 1 thread; bigger ones on every allowed CPU but one, which
 is left to the web server (HTTP, PNG/GIF encoding, file copies run beside the worker). On
 2 vCPUs that is 1 thread for everything: a second thread buys ~1.9x on a 16-image chunk
