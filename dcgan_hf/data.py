@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import hashlib
-import io
 import json
 import logging
 import math
@@ -30,9 +29,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torchvision.transforms import v2 as transforms
 from tqdm.auto import tqdm
 
+from .decoding import decode
 from .files import remove_stale, write_atomic
 
 log = logging.getLogger(__name__)
@@ -40,13 +39,10 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 CACHE_FORMAT = 1  # bump when the transform or the file layout changes
 CELEBA_PARTITIONS = {"train": "0", "valid": "1", "test": "2"}
-# What one training image may be, checked from the file size and the image header before
-# decoding; anything larger is skipped and reported like an unreadable file. A 40-megapixel
-# photo decodes in ~120 MB; a 20000×20000 PNG of 400 KB would take 1.2 GB, and a 1×300000
-# strip, resized to 64 pixels high, 3.7 GB.
+# What one training image file may be, checked before it is read; its header is judged
+# before decoding (dcgan_hf.decoding.TRAINING_LIMITS). Anything larger is skipped and
+# reported like an unreadable file.
 MAX_FILE_BYTES = 256 * 1024 * 1024
-MAX_IMAGE_PIXELS = 40_000_000
-MAX_ASPECT_RATIO = 16
 CACHE_STAGING = "*.npy.*.tmp-*"  # <fingerprint>.npy.<random>.tmp-<pid>: a cache being written
 PR_SET_PDEATHSIG = 1  # from linux/prctl.h
 
@@ -193,39 +189,6 @@ def _celeba_root(root: Path, split: str) -> ImageSource:
     if (root / "img_align_celeba.zip").is_file():
         return _zip(root / "img_align_celeba.zip", keep)
     raise DataError(f"{root} has list_eval_partition.txt but no img_align_celeba/ or img_align_celeba.zip")
-
-
-def transform_for(resolution: int) -> transforms.Compose:
-    """The classic DCGAN transform up to the uint8 stage: short side → resolution, centre crop."""
-    return transforms.Compose([transforms.Resize(resolution), transforms.CenterCrop(resolution)])
-
-
-def decode(data: bytes, resolution: int) -> np.ndarray:
-    """Encoded image bytes → (resolution, resolution, 3) uint8; raises on unreadable data.
-
-    The size in the header is checked before any pixel is decoded (see MAX_IMAGE_PIXELS,
-    MAX_ASPECT_RATIO); 16-bit greyscale is scaled to 8 bits rather than clipped.
-    """
-    with Image.open(io.BytesIO(data)) as image:
-        width, height = image.size
-        if width * height > MAX_IMAGE_PIXELS:
-            raise ValueError(f"{width}×{height} pixels, more than {MAX_IMAGE_PIXELS:,}: not decoded")
-        if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-            raise ValueError(f"{width}×{height} pixels, an aspect ratio beyond {MAX_ASPECT_RATIO}:1: not decoded")
-        image.load()  # truncated files fail here rather than half-decoded
-        rgb = _to_rgb(image)
-    out = np.asarray(transform_for(resolution)(rgb), dtype=np.uint8)
-    if out.shape != (resolution, resolution, 3):
-        raise ValueError(f"decoded to shape {out.shape}")
-    return out
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB; 16-bit greyscale (PIL's "I;16…"/"I") is scaled by 255/65535, which PIL's convert would clip."""
-    if image.mode.startswith("I;16") or image.mode == "I":
-        wide = np.asarray(image).astype(np.int64)
-        return Image.fromarray(((np.clip(wide, 0, 65535) + 128) // 257).astype(np.uint8), mode="L").convert("RGB")
-    return image.convert("RGB")
 
 
 def _decode_chunk(task: tuple[str, str, Sequence[str], int]) -> list[np.ndarray | str]:

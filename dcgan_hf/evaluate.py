@@ -27,7 +27,8 @@ import torch
 from PIL import UnidentifiedImageError
 from torch import nn
 
-from .data import ImageSource, decode, find_images
+from .data import ImageSource, find_images
+from .decoding import decode
 from .devices import resolve_device
 from .files import write_atomic
 from .hub import load_generator

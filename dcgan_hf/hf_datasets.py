@@ -9,7 +9,7 @@
   read directly by :mod:`dcgan_hf.data`, which gives the same pixels faster).
 
 The image column is the one whose feature type is ``datasets.Image`` (or ``--image-column``).
-Its encoded bytes are decoded once, with :func:`dcgan_hf.data.decode` on all cores, into the
+Its encoded bytes are decoded once, with :func:`dcgan_hf.decoding.decode` on all cores, into the
 same uint8 cache files as any other source. The cache key is the Hub commit sha the revision
 resolves to (a branch that moved is decoded again; an unchanged one, or a pinned sha, is reused
 without loading the dataset at all) or, for a local folder, the names, sizes and mtimes of its
@@ -37,7 +37,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .data import CACHE_FORMAT, ImageCache, decode, default_cache_dir
+from .data import CACHE_FORMAT, ImageCache, default_cache_dir
+from .decoding import decode
 from .files import write_atomic
 
 log = logging.getLogger(__name__)
