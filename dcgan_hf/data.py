@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -28,10 +29,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .decoding import decode
+from .decoding import MAX_FILE_BYTES, decode_or_reason, read_file
 from .files import remove_stale, write_atomic
 
 log = logging.getLogger(__name__)
@@ -39,10 +39,6 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 CACHE_FORMAT = 1  # bump when the transform or the file layout changes
 CELEBA_PARTITIONS = {"train": "0", "valid": "1", "test": "2"}
-# What one training image file may be, checked before it is read; its header is judged
-# before decoding (dcgan_hf.decoding.TRAINING_LIMITS). Anything larger is skipped and
-# reported like an unreadable file.
-MAX_FILE_BYTES = 256 * 1024 * 1024
 CACHE_STAGING = "*.npy.*.tmp-*"  # <fingerprint>.npy.<random>.tmp-<pid>: a cache being written
 PR_SET_PDEATHSIG = 1  # from linux/prctl.h
 
@@ -195,28 +191,21 @@ def _decode_chunk(task: tuple[str, str, Sequence[str], int]) -> list[np.ndarray 
     """Worker: decode names from a folder or zip; an error becomes its message (a str)."""
     kind, root, names, resolution = task
     archive = zipfile.ZipFile(root) if kind == "zip" else None
-    results: list[np.ndarray | str] = []
     try:
-        for name in names:
-            try:
-                results.append(decode(_read(archive, root, name), resolution))
-            except UnidentifiedImageError:
-                results.append("UnidentifiedImageError: not an image format PIL can read")
-            except (OSError, ValueError, zipfile.BadZipFile, SyntaxError, MemoryError,
-                    Image.DecompressionBombError) as error:
-                results.append(f"{type(error).__name__}: {error}")
+        return [decode_or_reason(functools.partial(read_image, archive, root, name), resolution) for name in names]
     finally:
         if archive:
             archive.close()
-    return results
 
 
-def _read(archive: zipfile.ZipFile | None, root: str, name: str) -> bytes:
-    """One file's bytes, refused before reading when larger than MAX_FILE_BYTES."""
-    size = archive.getinfo(name).file_size if archive else os.stat(Path(root) / name).st_size
+def read_image(archive: zipfile.ZipFile | None, root: str | os.PathLike, name: str) -> bytes:
+    """One file's bytes from a folder or a zip, refused before reading when larger than MAX_FILE_BYTES."""
+    if archive is None:
+        return read_file(Path(root) / name)
+    size = archive.getinfo(name).file_size
     if size > MAX_FILE_BYTES:
-        raise ValueError(f"{size:,} bytes, larger than {MAX_FILE_BYTES:,}: not read")
-    return archive.read(name) if archive else (Path(root) / name).read_bytes()
+        raise ValueError(f"{size:,} bytes, more than {MAX_FILE_BYTES:,}: not read")
+    return archive.read(name)
 
 
 @dataclass

@@ -12,15 +12,20 @@ that will be refused. Training images are then cropped the classic DCGAN way
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
+import zipfile
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import v2 as transforms
 
 MAX_PIXELS = 40_000_000  # 40 MP (a 7296×5472 camera frame): ~120 MB once decoded as RGB
+MAX_FILE_BYTES = 256 * 1024 * 1024  # one training image file (an uncompressed 40 MP BMP fits), checked before reading
 
 
 class ImageSizeError(ValueError):
@@ -101,3 +106,25 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         wide = np.asarray(image).astype(np.int64)
         return Image.fromarray(((np.clip(wide, 0, 65535) + 128) // 257).astype(np.uint8), mode="L").convert("RGB")
     return image.convert("RGB")
+
+
+def read_file(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """A training image file's bytes, refused before reading when larger than ``max_bytes`` or not
+    a regular file (reading a device such as /dev/zero would never end)."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("not a regular file: not read")
+    if info.st_size > max_bytes:
+        raise ValueError(f"{info.st_size:,} bytes, more than {max_bytes:,}: not read")
+    return Path(path).read_bytes()
+
+
+def decode_or_reason(read: Callable[[], bytes], resolution: int) -> np.ndarray | str:
+    """:func:`decode` of what ``read`` returns, or why it failed as one line (decode workers skip and
+    report a bad file instead of ending the run)."""
+    try:
+        return decode(read(), resolution)
+    except UnidentifiedImageError:
+        return "UnidentifiedImageError: not an image format PIL can read"
+    except (OSError, ValueError, SyntaxError, MemoryError, zipfile.BadZipFile, Image.DecompressionBombError) as error:
+        return f"{type(error).__name__}: {error}"

@@ -20,6 +20,7 @@ only when one of these sources is actually decoded.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import json
@@ -34,11 +35,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from .data import CACHE_FORMAT, ImageCache, default_cache_dir
-from .decoding import decode
+from .decoding import decode_or_reason, read_file
 from .files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,6 @@ METADATA_FILES = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
 SAVE_TO_DISK_MARKERS = (("dataset_dict.json",), ("state.json", "dataset_info.json"))
 COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 CHUNK = 256  # rows per decode task: small enough to keep every core busy, large enough to amortise IPC
-MAX_FILE_BYTES = 64 * 2**20  # an imagefolder row's file larger than this is skipped, never read
 INSTALL_HINT = "pip install 'dcgan_hf[datasets]'"
 
 
@@ -287,20 +286,13 @@ def encoded_images(dataset: Any, column: str, where: str) -> Any:
 def _decode_records(task: tuple[Sequence[bytes | str | None], int]) -> list[np.ndarray | str]:
     """Worker: encoded bytes (or a local file path) → uint8 image, or the error as a str."""
     payloads, resolution = task
-    results: list[np.ndarray | str] = []
-    for payload in payloads:
-        try:
-            if payload is None:
-                raise ValueError("the row holds no image bytes")
-            if isinstance(payload, str):
-                size = os.path.getsize(payload)
-                if size > MAX_FILE_BYTES:
-                    raise ValueError(f"{payload} is {size:,} bytes, more than {MAX_FILE_BYTES:,}")
-                payload = Path(payload).read_bytes()
-            results.append(decode(payload, resolution))
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-            results.append(f"{type(error).__name__}: {error}")
-    return results
+    return [decode_or_reason(functools.partial(_read_payload, payload), resolution) for payload in payloads]
+
+
+def _read_payload(payload: bytes | str | None) -> bytes:
+    if payload is None:
+        raise ValueError("the row holds no image bytes")
+    return read_file(payload) if isinstance(payload, str) else payload
 
 
 def _payload(record: dict[str, Any] | None, local: bool) -> bytes | str | None:

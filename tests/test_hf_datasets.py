@@ -144,7 +144,7 @@ def test_rows_pointing_at_devices_or_huge_files_are_skipped_unread(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dcgan_hf.hf_datasets import MAX_FILE_BYTES
+    from dcgan_hf.decoding import MAX_FILE_BYTES
 
     good = pngs(1, seed=9)[0]
     (tmp_path / "one.png").write_bytes(good)
