@@ -490,6 +490,11 @@ class Projection:
     seconds: float
     preview_jpeg: bytes = b""  # the photo itself, small (photos.Photo.preview_jpeg); inline only
 
+    @property
+    def filename(self) -> str:
+        """The reconstruction's file name: 12 characters of its token (after the "z1." prefix)."""
+        return f"dcgan-face-{self.token[3:15]}.png"
+
     def summary(self) -> dict[str, Any]:
         result = self.result
         return {
