@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import layout
 from .files import remove_stale, write_atomic
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,6 @@ class ImageCache:
         return self.images.shape[0]
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("DCGAN_HF_CACHE", Path.home() / ".cache" / "dcgan_hf")) / "data"
-
-
 @dataclass(frozen=True)
 class Decoding:
     """How a source's ``count`` items become images: tasks of consecutive items for a worker.
@@ -81,7 +78,7 @@ class Decoding:
 
 def cache_files(cache_dir: str | os.PathLike | None, key: str) -> tuple[Path, Path]:
     """The images (``KEY.npy``) and their description (``KEY.json``) in ``cache_dir`` (or the default)."""
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = Path(cache_dir) if cache_dir is not None else layout.cache_dir("data")
     return folder / f"{key}.npy", folder / f"{key}.json"
 
 

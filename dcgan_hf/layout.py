@@ -1,4 +1,5 @@
-"""Where files go: the one place the names inside a Hub model folder and a run folder are spelled.
+"""Where files go: the one place the names inside a Hub model folder and a run folder (and the
+library's cache folders) are spelled.
 
 Both folders are on-disk contracts (``from_pretrained`` reads the first, users and the
 Hub read both), so every module builds these paths here instead of writing the names again.
@@ -119,3 +120,13 @@ def run_folder(model_folder: str | os.PathLike) -> Path | None:
     folder = Path(model_folder)
     candidates = [folder, folder.parent] if RunLayout(folder.parent).hub == folder else [folder]
     return next((candidate for candidate in candidates if RunLayout(candidate).checkpoints.is_dir()), None)
+
+
+# -- the library's own caches ---------------------------------------------------------------------
+CACHE_ENV = "DCGAN_HF_CACHE"  # where they all go; else ~/.cache/dcgan_hf
+
+
+def cache_dir(name: str) -> Path:
+    """One cache's folder: ``$DCGAN_HF_CACHE/NAME`` or ``~/.cache/dcgan_hf/NAME`` (``data``: decoded
+    training images, ``fid``: real-image features)."""
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "dcgan_hf")) / name
