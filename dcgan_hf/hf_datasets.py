@@ -10,10 +10,10 @@
 
 The image column is the one whose feature type is ``datasets.Image`` (or ``--image-column``).
 Its encoded bytes are decoded once, with :func:`dcgan_hf.decoding.decode` on all cores, into the
-same uint8 cache files as any other source (:mod:`dcgan_hf.image_cache`). The cache key is the Hub commit sha the revision
-resolves to (a branch that moved is decoded again; an unchanged one, or a pinned sha, is reused
-without loading the dataset at all) or, for a local folder, the names, sizes and mtimes of its
-files. ``datasets`` is an optional dependency (``pip install 'dcgan_hf[datasets]'``), imported
+same uint8 cache files as any other source (:mod:`dcgan_hf.image_cache`). The cache key is the
+Hub commit sha the revision resolves to (a branch that moved is decoded again; an unchanged one,
+or a pinned sha, is reused without loading the dataset at all) or, for a local folder, the
+names, sizes and mtimes of its files. ``datasets`` is an optional dependency (``pip install 'dcgan_hf[datasets]'``), imported
 only when one of these sources is actually decoded.
 """
 

@@ -1,9 +1,9 @@
 """The calls into the Hugging Face Hub client, in one place, each failure made one clear line.
 
-Single-file downloads (what ``from_pretrained`` reads), repo creation, folder uploads
-with a tag, and whether the Hub answers at all: the library's models, its folder downloads (``hub``), ``convert`` and the Hub
-datasets reader all go through here. It imports nothing of the library but its error type,
-so every module may use it.
+Single-file downloads (what ``from_pretrained`` reads), repo creation, folder uploads with
+a tag, and whether the Hub answers at all: the library's models, its folder downloads and
+model loading (``hub``), ``convert`` and the Hub datasets reader all go through here. It
+imports nothing of the library but its error type, so every module may use it.
 """
 
 from __future__ import annotations
