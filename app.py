@@ -122,6 +122,12 @@ def data_uri(data: bytes, kind: str = "png") -> str:
     return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
 
 
+# the end of both scripts below: the page's URL takes ``params`` as its query, without a reload
+SET_QUERY = """  const query = params.toString();
+  window.history.replaceState(window.history.state, "", window.location.pathname + (query ? "?" + query : ""));
+  return [];"""
+
+
 def url_script(keys: Sequence[str]) -> str:
     """JS for an event: write ``keys``' values (the event's inputs) into the page URL, defaults left out."""
     defaults = {key: query_defaults()[key] for key in keys}
@@ -132,9 +138,7 @@ def url_script(keys: Sequence[str]) -> str:
   keys.forEach((key, i) => {{
     if (text(values[i]) === text(defaults[key])) params.delete(key); else params.set(key, text(values[i]));
   }});
-  const query = params.toString();
-  window.history.replaceState(window.history.state, "", window.location.pathname + (query ? "?" + query : ""));
-  return [];
+{SET_QUERY}
 }}"""
 
 
@@ -145,9 +149,7 @@ def tab_script(tab: str) -> str:
   if (!window.dcganLoaded) return [];
   const params = new URLSearchParams(window.location.search);
   if ({json.dumps(tab)} === "generate") params.delete("tab"); else params.set("tab", {json.dumps(tab)});
-  const query = params.toString();
-  window.history.replaceState(window.history.state, "", window.location.pathname + (query ? "?" + query : ""));
-  return [];
+{SET_QUERY}
 }}"""
 
 
@@ -223,8 +225,8 @@ class Demo:
             end_latent), and a summary: loss, MSE, PSNR in dB, steps, seconds.
         """
         projection = self._project(photo)
-        name = f"dcgan-face-{projection.token[3:15]}.png"
-        return self.files.write(name, projection.reconstruction_png), projection.token, projection.summary()
+        return (self.files.write(projection.filename, projection.reconstruction_png), projection.token,
+                projection.summary())
 
     def training_grid(self, epoch: float, seeds: str, truncation: float) -> tuple[str, str]:
         """The same seeds drawn by the model at one epoch of its training run.
@@ -301,7 +303,6 @@ class Demo:
         The upload field is cleared: its file is gone, and a new photo can be dropped right away.
         """
         projection = self._project(photo)
-        name = f"dcgan-face-{projection.token[3:15]}.png"
         result = projection.result
         crop = (
             '<div class="photo-pair">'
@@ -313,7 +314,8 @@ class Demo:
         loss = (f"**loss** {result.loss:.4f} · **MSE** {result.mse:.4f} · **PSNR** {result.psnr:.1f} dB · "
                 f"{result.steps} Adam steps in {projection.seconds:.1f} s · "
                 + ("pixel + discriminator-feature loss" if result.used_discriminator else "pixel loss"))
-        return gr.Image(value=None), crop, self.files.write(name, projection.reconstruction_png), loss, projection.token
+        return (gr.Image(value=None), crop, self.files.write(projection.filename, projection.reconstruction_png), loss,
+                projection.token)
 
     def load_page(self, request: gr.Request) -> tuple:
         """A link's state and its faces (a bare link keeps the defaults rendered at start-up).

@@ -140,7 +140,7 @@ def image_cases(folder: Path) -> list[tuple[str, str]]:
     png_header(folder / "bomb.png", 20_000, 20_000)
 
     def decode(name: str) -> str:
-        return f"from dcgan_hf.data import decode\ndecode(open({str(folder / name)!r}, 'rb').read(), 64)"
+        return f"from dcgan_hf.decoding import decode\ndecode(open({str(folder / name)!r}, 'rb').read(), 64)"
 
     return [
         ("178x218 JPEG (baseline)", decode("face.jpg")),
@@ -168,7 +168,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dcgan-hostile-bench-") as name:
         folder = Path(name)
         groups = {"from_pretrained": model_cases, "convert (read_legacy)": lambda f: checkpoint_cases(f, args.bomb_gb),
-                  "data.decode": image_cases}
+                  "decoding.decode": image_cases}
         for group, make in groups.items():
             sub = folder / group.split()[0]
             sub.mkdir()

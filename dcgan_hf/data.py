@@ -1,58 +1,32 @@
 """Training images: folder | zip | CelebA root | a `datasets` dataset → a uint8 cache → device batches.
 
 JPEG decoding is the slow part of a DCGAN epoch, so images are decoded once, in parallel,
-into an (N, 64, 64, 3) uint8 ``.npy`` file that later runs memory-map. On a GPU the whole
-cache moves to device memory and batches are gathered, flipped and normalised there.
+into an (N, 64, 64, 3) uint8 ``.npy`` file that later runs memory-map (:mod:`dcgan_hf.image_cache`).
+This module finds the files of a folder, zip or CelebA root (``datasets`` sources are
+:mod:`dcgan_hf.hf_datasets`'); on a GPU the whole cache moves to device memory and batches
+are gathered, flipped and normalised there.
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
+import functools
 import hashlib
-import io
-import json
-import logging
-import math
 import os
-import secrets
-import shutil
-import signal
 import stat
-import threading
-import time
 import zipfile
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from torchvision.transforms import v2 as transforms
-from tqdm.auto import tqdm
 
-from .files import remove_stale, write_atomic
-
-log = logging.getLogger(__name__)
+from . import hf_datasets, image_cache
+from .decoding import MAX_FILE_BYTES, decode_or_reason, read_file
+from .image_cache import CACHE_FORMAT, DataError, ImageCache
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-CACHE_FORMAT = 1  # bump when the transform or the file layout changes
 CELEBA_PARTITIONS = {"train": "0", "valid": "1", "test": "2"}
-# What one training image may be, checked from the file size and the image header before
-# decoding; anything larger is skipped and reported like an unreadable file. A 40-megapixel
-# photo decodes in ~120 MB; a 20000×20000 PNG of 400 KB would take 1.2 GB, and a 1×300000
-# strip, resized to 64 pixels high, 3.7 GB.
-MAX_FILE_BYTES = 256 * 1024 * 1024
-MAX_IMAGE_PIXELS = 40_000_000
-MAX_ASPECT_RATIO = 16
-CACHE_STAGING = "*.npy.*.tmp-*"  # <fingerprint>.npy.<random>.tmp-<pid>: a cache being written
-PR_SET_PDEATHSIG = 1  # from linux/prctl.h
-
-
-class DataError(ValueError):
-    """The training images cannot be used as given (none found, none readable, no disk space for them)."""
 
 
 @dataclass(frozen=True)
@@ -195,82 +169,25 @@ def _celeba_root(root: Path, split: str) -> ImageSource:
     raise DataError(f"{root} has list_eval_partition.txt but no img_align_celeba/ or img_align_celeba.zip")
 
 
-def transform_for(resolution: int) -> transforms.Compose:
-    """The classic DCGAN transform up to the uint8 stage: short side → resolution, centre crop."""
-    return transforms.Compose([transforms.Resize(resolution), transforms.CenterCrop(resolution)])
-
-
-def decode(data: bytes, resolution: int) -> np.ndarray:
-    """Encoded image bytes → (resolution, resolution, 3) uint8; raises on unreadable data.
-
-    The size in the header is checked before any pixel is decoded (see MAX_IMAGE_PIXELS,
-    MAX_ASPECT_RATIO); 16-bit greyscale is scaled to 8 bits rather than clipped.
-    """
-    with Image.open(io.BytesIO(data)) as image:
-        width, height = image.size
-        if width * height > MAX_IMAGE_PIXELS:
-            raise ValueError(f"{width}×{height} pixels, more than {MAX_IMAGE_PIXELS:,}: not decoded")
-        if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-            raise ValueError(f"{width}×{height} pixels, an aspect ratio beyond {MAX_ASPECT_RATIO}:1: not decoded")
-        image.load()  # truncated files fail here rather than half-decoded
-        rgb = _to_rgb(image)
-    out = np.asarray(transform_for(resolution)(rgb), dtype=np.uint8)
-    if out.shape != (resolution, resolution, 3):
-        raise ValueError(f"decoded to shape {out.shape}")
-    return out
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB; 16-bit greyscale (PIL's "I;16…"/"I") is scaled by 255/65535, which PIL's convert would clip."""
-    if image.mode.startswith("I;16") or image.mode == "I":
-        wide = np.asarray(image).astype(np.int64)
-        return Image.fromarray(((np.clip(wide, 0, 65535) + 128) // 257).astype(np.uint8), mode="L").convert("RGB")
-    return image.convert("RGB")
-
-
 def _decode_chunk(task: tuple[str, str, Sequence[str], int]) -> list[np.ndarray | str]:
     """Worker: decode names from a folder or zip; an error becomes its message (a str)."""
     kind, root, names, resolution = task
     archive = zipfile.ZipFile(root) if kind == "zip" else None
-    results: list[np.ndarray | str] = []
     try:
-        for name in names:
-            try:
-                results.append(decode(_read(archive, root, name), resolution))
-            except UnidentifiedImageError:
-                results.append("UnidentifiedImageError: not an image format PIL can read")
-            except (OSError, ValueError, zipfile.BadZipFile, SyntaxError, MemoryError,
-                    Image.DecompressionBombError) as error:
-                results.append(f"{type(error).__name__}: {error}")
+        return [decode_or_reason(functools.partial(read_image, archive, root, name), resolution) for name in names]
     finally:
         if archive:
             archive.close()
-    return results
 
 
-def _read(archive: zipfile.ZipFile | None, root: str, name: str) -> bytes:
-    """One file's bytes, refused before reading when larger than MAX_FILE_BYTES."""
-    size = archive.getinfo(name).file_size if archive else os.stat(Path(root) / name).st_size
+def read_image(archive: zipfile.ZipFile | None, root: str | os.PathLike, name: str) -> bytes:
+    """One file's bytes from a folder or a zip, refused before reading when larger than MAX_FILE_BYTES."""
+    if archive is None:
+        return read_file(Path(root) / name)
+    size = archive.getinfo(name).file_size
     if size > MAX_FILE_BYTES:
-        raise ValueError(f"{size:,} bytes, larger than {MAX_FILE_BYTES:,}: not read")
-    return archive.read(name) if archive else (Path(root) / name).read_bytes()
-
-
-@dataclass
-class ImageCache:
-    """The decoded images of one source: uint8 (N, H, W, 3), memory-mapped from disk."""
-
-    images: np.ndarray
-    fingerprint: str
-    source: str
-    skipped: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("DCGAN_HF_CACHE", Path.home() / ".cache" / "dcgan_hf")) / "data"
+        raise ValueError(f"{size:,} bytes, more than {MAX_FILE_BYTES:,}: not read")
+    return archive.read(name)
 
 
 def load_cache(
@@ -288,8 +205,6 @@ def load_cache(
     Unreadable or truncated files are skipped, counted and reported, never fatal. Hub datasets
     (``hf://datasets/…``) and local ``datasets`` folders go through :mod:`dcgan_hf.hf_datasets`.
     """
-    from . import hf_datasets
-
     if hf_datasets.dataset_spec(path) is not None:
         return hf_datasets.load_cache(path, resolution=resolution, cache_dir=cache_dir, workers=workers, split=split,
                                       image_column=image_column, progress=progress)
@@ -298,141 +213,19 @@ def load_cache(
                          f"not to {path}")
     source = find_images(path, split)
     fingerprint = source.fingerprint(resolution)
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    array_path, meta_path = folder / f"{fingerprint}.npy", folder / f"{fingerprint}.json"
-    if array_path.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        images = np.load(array_path, mmap_mode="c")  # copy-on-write: writable for torch, never written back
-        log.info("reusing image cache %s (%d images from %s)", array_path, len(images), source.root)
-        _report_skipped(meta.get("skipped", []), len(images), source.root)
-        return ImageCache(images, fingerprint, str(source.root), meta.get("skipped", []))
-    folder.mkdir(parents=True, exist_ok=True)
-    remove_stale(folder, CACHE_STAGING)  # what a killed run left (each a partial copy of the data)
-    images, unreadable = _build_cache(source, resolution, array_path, workers, progress)
-    skipped = list(source.skipped) + unreadable
-    meta = {"source": str(source.root), "kind": source.kind, "count": len(images), "resolution": resolution,
-            "skipped": skipped, "format": CACHE_FORMAT}
-    write_atomic(meta_path, json.dumps(meta, indent=1))
-    _report_skipped(skipped, len(images), source.root)
-    return ImageCache(images, fingerprint, str(source.root), skipped)
-
-
-def _report_skipped(skipped: Sequence[str], used: int, root: Path) -> None:
-    if skipped:
-        log.warning("skipped %d unreadable of %d files in %s; first: %s", len(skipped), used + len(skipped),
-                    root, "; ".join(skipped[:5]))
-
-
-def _build_cache(
-    source: ImageSource, resolution: int, array_path: Path, workers: int | None, progress: bool
-) -> tuple[np.ndarray, list[str]]:
-    count = len(source.names)
-    workers = workers or len(os.sched_getaffinity(0))
-    chunk = max(1, min(512, count // (workers * 4) or 1))
-    tasks = [(source.kind, str(source.root), source.names[i : i + chunk], resolution) for i in range(0, count, chunk)]
-    tmp = _staging_path(array_path)
-    try:
-        out = _reserved_memmap(tmp, (count, resolution, resolution, 3))
-        written, skipped = 0, []
-        bar = tqdm(total=count, desc=f"decoding {source.root.name}", unit="img", disable=not progress)
-        results = _map(tasks, workers)
-        for names, decoded in zip((t[2] for t in tasks), results):
-            for name, item in zip(names, decoded):
-                if isinstance(item, str):
-                    skipped.append(f"{name} ({item})")
-                else:
-                    out[written] = item
-                    written += 1
-            bar.update(len(names))
-        bar.close()
-        if written == 0:
-            shown = "; ".join(skipped[:3])
-            raise DataError(f"none of the {count} files in {source.root} could be read as an image: {shown}")
-        out.flush()
-        del out
-        if written < count:  # compact: the array on disk must hold exactly the good images
-            full = np.load(tmp, mmap_mode="r")
-            compact_path = _staging_path(array_path)
-            try:
-                compact = _reserved_memmap(compact_path, (written,) + full.shape[1:])
-                compact[:] = full[:written]
-                compact.flush()
-                del compact, full
-                os.replace(compact_path, tmp)
-            finally:
-                compact_path.unlink(missing_ok=True)
-        os.replace(tmp, array_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return np.load(array_path, mmap_mode="c"), skipped
-
-
-def _staging_path(array_path: Path) -> Path:
-    """A cache being written: named for its writer's pid, so a later run can tell it is stale."""
-    return array_path.with_name(f"{array_path.name}.{secrets.token_hex(4)}.tmp-{os.getpid()}")
-
-
-def _reserved_memmap(path: Path, shape: tuple[int, ...]) -> np.memmap:
-    """A new uint8 .npy memory map whose disk blocks are allocated up front.
-
-    Writing into a sparse memory-mapped file on a full disk kills the process with SIGBUS
-    (no message, no clean-up); checking the free space and reserving the blocks first turns
-    that into a DataError saying how much space is needed.
-    """
-    needed = math.prod(shape) + 4096  # uint8; the .npy header is well under a page
-    free = shutil.disk_usage(path.parent).free
-    if needed > free:
-        raise DataError(_no_space(path.parent, needed, free))
-    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
-    if hasattr(os, "posix_fallocate"):
-        fd = os.open(path, os.O_RDWR)
-        try:
-            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
-        except OSError as error:
-            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # some file systems cannot reserve: go on
-                del array
-                raise DataError(_no_space(path.parent, needed, shutil.disk_usage(path.parent).free)) from error
-        finally:
-            os.close(fd)
-    return array
-
-
-def _no_space(folder: Path, needed: int, free: int) -> str:
-    def size(count: int) -> str:
-        return f"{count / 2**30:.2f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
-
-    return (f"not enough disk space for the image cache in {folder}: it needs {size(needed)} and {size(free)} "
-            f"are free; free some space, or put the cache on a larger disk with --data-cache DIR (or DCGAN_HF_CACHE)")
-
-
-def _map(tasks: list, workers: int) -> Iterator[list[np.ndarray | str]]:
-    if workers <= 1 or len(tasks) <= 1:
-        yield from map(_decode_chunk, tasks)
-        return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
-        yield from pool.map(_decode_chunk, tasks)
-
-
-def _die_with_parent(parent: int) -> None:
-    """Decode-worker start-up: end when the parent does, however it ends (SIGTERM, kill -9).
-
-    On Linux the kernel sends SIGKILL (PR_SET_PDEATHSIG); elsewhere a thread polls the parent.
-    Orphaned workers would otherwise wait on their queue forever.
-    """
-    try:
-        armed = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0
-    except (OSError, AttributeError, TypeError):
-        armed = False
-    if os.getppid() != parent:  # it died before the signal was armed
-        os._exit(1)
-    if not armed:
-        threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent", daemon=True).start()
-
-
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)
+    cached = image_cache.reuse(cache_dir, fingerprint)
+    if cached is not None:
+        return cached
+    decoding = image_cache.Decoding(
+        count=len(source.names),
+        task=lambda start, stop: (source.kind, str(source.root), source.names[start:stop], resolution),
+        worker=_decode_chunk,
+        name=source.names.__getitem__,
+        label=str(source.root),
+    )
+    meta = {"source": str(source.root), "kind": source.kind}
+    return image_cache.build(cache_dir, fingerprint, decoding, meta=meta, resolution=resolution, workers=workers,
+                             progress=progress, skipped=source.skipped)
 
 
 class DeviceBatches:

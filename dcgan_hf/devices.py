@@ -1,4 +1,4 @@
-"""One reading of a ``--device`` value for training, evaluation and the command line.
+"""One reading of a ``--device`` value for training, evaluation, the command line and the demo.
 
 ``auto`` is CUDA when torch sees a GPU, else the CPU; ``cpu``, ``cuda`` and ``cuda:N`` must
 exist on this machine. Anything else is a :class:`DeviceError` naming the value, raised

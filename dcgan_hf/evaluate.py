@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -24,10 +25,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import UnidentifiedImageError
 from torch import nn
 
-from .data import ImageSource, decode, find_images
+from .data import ImageSource, find_images, read_image
+from .decoding import decode_or_reason
 from .devices import resolve_device
 from .files import write_atomic
 from .hub import load_generator
@@ -111,11 +112,10 @@ class RealImages:
                 archive.close()
 
     def _decode(self, name: str, archive: zipfile.ZipFile | None) -> np.ndarray:
-        try:
-            data = archive.read(name) if archive is not None else (self.root / name).read_bytes()
-            return decode(data, IMAGE_SIZE)
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, zipfile.BadZipFile) as error:
-            raise ValueError(f"cannot read real image {self.root / name}: {error}") from error
+        decoded = decode_or_reason(functools.partial(read_image, archive, self.root, name), IMAGE_SIZE)
+        if isinstance(decoded, str):
+            raise ValueError(f"cannot read real image {self.root / name}: {decoded}")
+        return decoded
 
 
 def real_features(

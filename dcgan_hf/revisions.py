@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 
 from .hub import ModelSpec
 from .hub_client import hub_errors
+from .layout import EMA_COUNTER, CheckpointLayout, RunLayout, complete_checkpoints, run_folder
 from .models import Generator, ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,6 @@ EPOCH_TAG = re.compile(r"epoch-([1-9][0-9]{0,6})")
 MAX_REVISIONS = 500  # a run tagged more often than this is shown by its newest 500 epochs
 LRU_CAPACITY = 4  # generators kept in memory for the Training tab
 MAX_STATE_BYTES = 64 * 1024 * 1024  # a checkpoint's state.json (loss history included)
-CHECKPOINT_PREFIX = "checkpoint-"
-EMA_COUNTER = "__ema_updates__"  # the one non-weight tensor in a checkpoint's ema.safetensors
 
 
 @dataclass(frozen=True)
@@ -84,25 +83,8 @@ def hub_revisions(repo_id: str, api: HfApi | None = None) -> list[TrainingRevisi
     return sorted(found, key=lambda revision: revision.epoch)[-MAX_REVISIONS:]
 
 
-def run_folder(model_folder: str | os.PathLike) -> Path | None:
-    """The ``train.py --output-dir`` a model folder belongs to: itself, or the parent of its ``hub/``."""
-    folder = Path(model_folder)
-    for candidate in (folder, folder.parent if folder.name == "hub" else None):
-        if candidate is not None and (candidate / "checkpoints").is_dir():
-            return candidate
-    return None
-
-
-def served_folder(folder: str | os.PathLike) -> Path:
-    """The model folder to serve for ``folder``: a run folder serves its ``hub/``, anything else itself."""
-    path = Path(folder)
-    if not (path / "config.json").is_file() and (path / "hub" / "config.json").is_file():
-        return path / "hub"
-    return path
-
-
 def _read_state(checkpoint: Path) -> dict:
-    path = checkpoint / "state.json"
+    path = CheckpointLayout(checkpoint).state
     if path.stat().st_size > MAX_STATE_BYTES:
         raise ModelLoadError(f"{path} is larger than {MAX_STATE_BYTES // 2**20} MB")
     try:
@@ -116,13 +98,8 @@ def _read_state(checkpoint: Path) -> dict:
 
 def checkpoint_revisions(run: str | os.PathLike) -> list[TrainingRevision]:
     """A run folder's complete end-of-epoch checkpoints, oldest first (mid-epoch ones are skipped)."""
-    folder = Path(run) / "checkpoints"
     found: dict[int, TrainingRevision] = {}
-    if not folder.is_dir():
-        return []
-    for checkpoint in sorted(folder.iterdir()):
-        if not checkpoint.name.startswith(CHECKPOINT_PREFIX) or not (checkpoint / "state.json").is_file():
-            continue  # a temporary or half-written folder
+    for checkpoint in complete_checkpoints(RunLayout(Path(run)).checkpoints):  # no temporary or half-written one
         try:
             progress = _read_state(checkpoint)["progress"]
         except (ModelLoadError, OSError) as error:
@@ -143,13 +120,14 @@ def load_checkpoint_generator(checkpoint: str | os.PathLike) -> Generator:
         {key: config[key] for key in ("nz", "ngf") if key in config}, str(checkpoint)
     )
     generator = Generator(**arguments)
-    name = "ema.safetensors" if state.get("has_ema") else "generator.safetensors"
+    files = CheckpointLayout(checkpoint)
+    path = files.ema if state.get("has_ema") else files.generator
     try:
-        weights = load_file(str(checkpoint / name))
+        weights = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
-        raise ModelLoadError(f"{checkpoint / name}: not a readable safetensors file ({error})") from error
+        raise ModelLoadError(f"{path}: not a readable safetensors file ({error})") from error
     weights.pop(EMA_COUNTER, None)
-    generator.load_state_dict_strict(weights, source=str(checkpoint / name))
+    generator.load_state_dict_strict(weights, source=str(path))
     return generator.eval()
 
 

@@ -12,7 +12,7 @@ thread count (``torch.set_num_threads`` is per-thread state under OpenMP). Reque
 render one ``dcgan_hf.sampling.CHUNK`` of images per turn, so a 64-image request lets a
 1-image request in between its chunks instead of making it wait for all four.
 
-Thread policy (measured in bench/sample_cpu.py, see bench/RESULTS-app.md): batches of up
+Thread policy (measured in bench/sample_cpu.py, see bench/RESULTS.md §2): batches of up
 to ``SMALL_BATCH`` images run on 1 thread; bigger ones on every allowed CPU but one, which
 is left to the web server (HTTP, PNG/GIF encoding, file copies run beside the worker). On
 2 vCPUs that is 1 thread for everything: a second thread buys ~1.9x on a 16-image chunk
@@ -39,19 +39,18 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 import torch
-from huggingface_hub import constants, get_session, try_to_load_from_cache
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
 from PIL import Image
 
 from . import images as imaging, latent_token
+from .devices import resolve_device
 from .files import write_atomic
-from .hub import BUNDLED_MODEL, ModelSpec, load_generator, parse_model_spec
+from .hub import BUNDLED_MODEL, LoadedModel, ModelSpec, hub_commit, load_model, parse_model_spec
+from .layout import CONFIG_FILE, DISCRIMINATOR_DIR, HubLayout, served_folder
 from .latent import SEED_LIMIT, Method, check_seed, latents, path
 from .models import Discriminator, Generator, ModelLoadError
 from .photos import Photo
 from .projection import ProjectionResult, ProjectionSettings, Projector
-from .revisions import TrainingHistory, TrainingRevision, find_history, load_revision, served_folder
+from .revisions import TrainingHistory, TrainingRevision, find_history, load_revision
 from .sampling import CHUNK, check_truncation as check_latent_scale, render, sample_latents
 
 logger = logging.getLogger(__name__)
@@ -254,24 +253,6 @@ def on_zero_gpu() -> bool:
     return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
 
 
-def choose_device(name: str = "auto") -> torch.device:
-    """``auto`` → cuda when available, else cpu; an explicit device must exist."""
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"unknown device {name!r}: use auto, cpu or cuda[:N]") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU here")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {name}: torch sees only {torch.cuda.device_count()} GPU(s)")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {name!r}: use auto, cpu or cuda[:N]")
-    return device
-
-
 def available_cpus() -> int:
     """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota.
 
@@ -360,16 +341,6 @@ def choose_precision(
 
 
 @dataclass(frozen=True)
-class LoadedModel:
-    """A generator (on the CPU) and where it came from."""
-
-    generator: Generator
-    spec: ModelSpec
-    from_cache_offline: bool = False  # a Hub model served from the local cache, Hub unreachable
-    fallback_reason: str | None = None  # why the requested model is not the one serving
-
-
-@dataclass(frozen=True)
 class ModelStatus:
     """What the page's model panel and the ``model_info`` API report."""
 
@@ -420,16 +391,6 @@ class ModelStatus:
         return "\n\n".join(lines)
 
 
-def hub_commit(spec: ModelSpec) -> str | None:
-    """The commit a Hub spec resolved to, read from the local cache (no network call)."""
-    if spec.is_local:
-        return None
-    cached = try_to_load_from_cache(spec.source, "config.json", revision=spec.revision)
-    if isinstance(cached, str):
-        return Path(cached).parent.name
-    return None
-
-
 BUNDLED_LABEL = "the bundled model (dcgan_hf/pretrained/celeba64)"
 
 
@@ -440,42 +401,6 @@ def describe_source(spec: ModelSpec) -> str:
         return spec.source
     path = Path(spec.source).resolve()
     return BUNDLED_LABEL if path == BUNDLED_MODEL.resolve() else str(path)
-
-
-def hub_is_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hub endpoint answers at all (any status), through the client's session.
-
-    ``hf_hub_download`` retries a Hub it cannot reach for ~25 s before giving up on a file
-    that is not cached; asking once first lets the demo start at once when offline.
-    """
-    if constants.is_offline_mode():
-        return False
-    try:
-        get_session().head(constants.ENDPOINT, timeout=timeout)
-    except Exception:  # noqa: BLE001 - any transport failure (refused, DNS, timeout, TLS) means unreachable
-        return False
-    return True
-
-
-def is_hub_repo_id(source: str) -> bool:
-    """``user/name`` (or ``name``) as the Hub spells repo ids; a path such as /a/b/c is not one."""
-    try:
-        validate_repo_id(source)
-    except HFValidationError:
-        return False
-    return True
-
-
-def load_model(spec: ModelSpec) -> LoadedModel:
-    """A folder as is; a Hub repo from the Hub, or from the local cache if the Hub is unreachable."""
-    if spec.is_local:  # a run folder (train.py --output-dir) serves its hub/ folder
-        return LoadedModel(load_generator(ModelSpec(str(served_folder(spec.source)))), spec)
-    if not is_hub_repo_id(spec.source):
-        return LoadedModel(load_generator(spec), spec)  # a path whose error names it
-    offline = not hub_is_reachable()
-    if offline:
-        logger.warning("the Hub at %s cannot be reached: looking for %s in the local cache", constants.ENDPOINT, spec)
-    return LoadedModel(load_generator(spec, local_files_only=offline), spec, from_cache_offline=offline)
 
 
 def load_with_fallback(requested: str | os.PathLike, fallback: str | os.PathLike) -> LoadedModel:
@@ -565,6 +490,11 @@ class Projection:
     seconds: float
     preview_jpeg: bytes = b""  # the photo itself, small (photos.Photo.preview_jpeg); inline only
 
+    @property
+    def filename(self) -> str:
+        """The reconstruction's file name: 12 characters of its token (after the "z1." prefix)."""
+        return f"dcgan-face-{self.token[3:15]}.png"
+
     def summary(self) -> dict[str, Any]:
         result = self.result
         return {
@@ -639,7 +569,7 @@ class ModelServer:
         device: str = "auto",
     ) -> "ModelServer":
         """Load ``model`` (or the fallback if it cannot be loaded) and serve it."""
-        target = choose_device(device)
+        target = resolve_device(device)
         loaded = load_with_fallback(model, fallback)
         discriminator = find_discriminator(loaded)
         history = find_history(loaded.spec, online=not loaded.from_cache_offline,
@@ -791,12 +721,12 @@ def find_discriminator(loaded: LoadedModel) -> Discriminator | None:
     try:
         if spec.is_local:
             folder = served_folder(spec.source)
-            if not (folder / "discriminator" / "config.json").is_file():
+            if not (HubLayout(folder).discriminator / CONFIG_FILE).is_file():
                 return None
-            discriminator = Discriminator.from_pretrained(folder, subfolder="discriminator")
+            discriminator = Discriminator.from_pretrained(folder, subfolder=DISCRIMINATOR_DIR)
         else:
             discriminator = Discriminator.from_pretrained(
-                spec.source, revision=spec.revision, subfolder="discriminator",
+                spec.source, revision=spec.revision, subfolder=DISCRIMINATOR_DIR,
                 local_files_only=loaded.from_cache_offline,
             )
     except (ModelLoadError, OSError) as error:

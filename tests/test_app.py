@@ -37,6 +37,8 @@ from PIL import Image
 from torch import nn
 
 from dcgan_hf import Generator, ModelLoadError, interpolate, latent_token, render, sample
+from dcgan_hf.devices import resolve_device
+from dcgan_hf.hub import BUNDLED_MODEL
 from dcgan_hf.images import gif_frame_count, grid_image
 from dcgan_hf.models import dcgan_init
 from dcgan_hf.serving import (
@@ -44,7 +46,6 @@ from dcgan_hf.serving import (
     STRIP_COLUMNS,
     GenerateRequest,
     ModelServer,
-    choose_device,
     half_precision_difference,
     try_half_precision,
 )
@@ -440,13 +441,18 @@ def test_a_missing_model_falls_back_and_a_missing_fallback_is_an_error(model_fol
 
 
 def test_device_choice() -> None:
-    assert choose_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert choose_device("cpu") == torch.device("cpu")
+    """The server reads --device with the library's one resolver (training and evaluation use it too)."""
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(ValueError, match="unsupported device|unknown device"):
-        choose_device("tpu")
+        resolve_device("tpu")
+    with pytest.raises(ValueError, match="unknown device 'bogus'"):  # before any model is loaded
+        ModelServer.start(BUNDLED_MODEL, device="bogus")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
-            choose_device("cuda")
+            resolve_device("cuda")
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            ModelServer.start(BUNDLED_MODEL, device="cuda")
 
 
 def test_half_precision_is_kept_only_within_tolerance(generator: Generator) -> None:

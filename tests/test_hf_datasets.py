@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,7 +63,7 @@ def test_parquet_folder_decodes_like_files_and_is_reused_until_it_changes(tmp_pa
     assert np.array_equal(np.asarray(cache.images), reference(images, tmp_path))
     npy = tmp_path / "cache" / f"{cache.fingerprint}.npy"
     stamp = npy.stat().st_mtime_ns
-    with caplog.at_level("INFO", logger="dcgan_hf.hf_datasets"):
+    with caplog.at_level("INFO", logger="dcgan_hf.image_cache"):
         again = load_cache(tmp_path / "faces", cache_dir=tmp_path / "cache", workers=1, progress=False)
     assert again.fingerprint == cache.fingerprint and npy.stat().st_mtime_ns == stamp
     assert "reusing image cache" in caplog.text
@@ -144,7 +146,7 @@ def test_rows_pointing_at_devices_or_huge_files_are_skipped_unread(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dcgan_hf.hf_datasets import MAX_FILE_BYTES
+    from dcgan_hf.decoding import MAX_FILE_BYTES
 
     good = pngs(1, seed=9)[0]
     (tmp_path / "one.png").write_bytes(good)
@@ -160,6 +162,28 @@ def test_rows_pointing_at_devices_or_huge_files_are_skipped_unread(tmp_path):
     assert len(cache) == 2
     assert cache.skipped[0] == "row 0 (ValueError: the row holds no image bytes)"
     assert cache.skipped[1].startswith("row 1 (ValueError: ") and "more than" in cache.skipped[1]
+
+
+def test_a_dataset_cache_is_written_like_a_folders(tmp_path):
+    """The same writer as plain folders: free space checked first, stale staging files of dead runs
+    removed, nothing left behind by a failed write, and a one-line DataError."""
+    from dcgan_hf.image_cache import DataError
+
+    write_parquet(tmp_path / "faces", "train", image_dataset(pngs(2)))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = cache / f"{'0' * 24}.npy.1234abcd.tmp-{int(done.stdout)}"  # what a killed run was writing
+    stale.write_bytes(b"x" * 1000)
+    resolution = math.isqrt(shutil.disk_usage(tmp_path).total // 6) + 1  # two images: more than the whole disk
+    with pytest.raises(DataError, match=r"not enough disk space for the image cache .* --data-cache") as caught:
+        load_cache(tmp_path / "faces", resolution=resolution, cache_dir=cache, workers=1, progress=False)
+    assert "\n" not in str(caught.value)
+    assert list(cache.iterdir()) == []  # the stale file went, and no .tmp of this run stayed
+    with pytest.raises(DataError, match=r"none of the 2 rows in split 'train' of .* could be read as an image"):
+        write_parquet(tmp_path / "broken", "train", image_dataset([b"not an image", b"nor this"]))
+        load_cache(tmp_path / "broken", cache_dir=cache, workers=1, progress=False)
+    assert list(cache.iterdir()) == []
 
 
 # -- the Hub: hf://datasets/OWNER/NAME[@rev] through HF_ENDPOINT (the fake Hub on 127.0.0.1) --

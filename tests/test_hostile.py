@@ -259,7 +259,8 @@ def dead_pid() -> int:
 
 
 def test_bad_images_are_skipped_counted_and_reported_not_fatal(tmp_path, caplog):
-    from dcgan_hf.data import decode, load_cache
+    from dcgan_hf.data import load_cache
+    from dcgan_hf.decoding import decode
 
     folder = tmp_path / "faces"
     good = write_images(folder, 6)
@@ -275,14 +276,27 @@ def test_bad_images_are_skipped_counted_and_reported_not_fatal(tmp_path, caplog)
     assert sum(np.array_equal(row, copy) for row in cache.images) == 2
     reasons = dict(entry.split(" (", 1) for entry in cache.skipped)
     assert set(reasons) == {"bomb.png", "large.png", "strip.png"}
-    assert "DecompressionBombError" in reasons["bomb.png"]
-    assert "10000×5000 pixels, more than 40,000,000: not decoded" in reasons["large.png"]
-    assert "300000×1 pixels, an aspect ratio beyond 16:1" in reasons["strip.png"]
+    assert "far too many pixels (a decompression bomb?)" in reasons["bomb.png"]  # PIL's own limit
+    assert "10000×5000 pixels; training images may have at most 40 megapixels" in reasons["large.png"]
+    assert "300000×1 pixels: too narrow (training images may be at most 16:1)" in reasons["strip.png"]
     assert "skipped 3 unreadable of 10 files" in caplog.text
 
 
+def test_training_files_are_read_only_when_regular_and_bounded(tmp_path):
+    from dcgan_hf.decoding import MAX_FILE_BYTES, decode_or_reason, read_file
+
+    with open(tmp_path / "huge.png", "wb") as handle:
+        handle.truncate(MAX_FILE_BYTES + 1)  # sparse: costs no disk
+    os.mkfifo(tmp_path / "pipe.png")  # reading would block for ever
+    for path, reason in ((os.devnull, "not a regular file"), (tmp_path / "pipe.png", "not a regular file"),
+                         (tmp_path / "huge.png", "more than 268,435,456: not read")):
+        with pytest.raises(ValueError, match=reason):
+            read_file(path)
+        assert reason in decode_or_reason(lambda: read_file(path), 64)
+
+
 def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
-    from dcgan_hf.data import decode
+    from dcgan_hf.decoding import decode
 
     ramp = np.linspace(0, 65535, 80 * 80).reshape(80, 80).astype(np.uint16)
     Image.fromarray(ramp).save(tmp_path / "wide.png")
@@ -405,12 +419,12 @@ def test_an_image_cache_larger_than_the_disk_is_refused_before_writing(tmp_path)
 
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
 def test_decode_workers_die_with_their_parent(tmp_path, signal_name):
-    os.mkfifo(tmp_path / "stuck.png")  # a worker opening it blocks until the parent is gone
+    os.mkfifo(tmp_path / "stuck.zip")  # a worker opening it blocks until the parent is gone
     script = (
         "import os, sys\n"
-        "from dcgan_hf import data\n"
-        "task = ('folder', sys.argv[1], ['stuck.png'], 64)\n"
-        "for _ in data._map([task, task], workers=2): pass\n"
+        "from dcgan_hf import data, image_cache\n"
+        "task = ('zip', os.path.join(sys.argv[1], 'stuck.zip'), ['face.png'], 64)\n"
+        "for _ in image_cache.map_in_workers(data._decode_chunk, [task, task], workers=2): pass\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], env=PYTHON_ENV)
     try:

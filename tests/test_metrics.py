@@ -255,6 +255,24 @@ def test_real_images_reject_bad_sources(tmp_path):
         list(RealImages.open(tmp_path).batches(8))
 
 
+def test_a_zip_member_claiming_too_many_bytes_is_refused_unread(tmp_path):
+    """Real images are read with the training intake's bound (a zip member's size is read from the archive)."""
+    from dcgan_hf.decoding import MAX_FILE_BYTES
+
+    archive = tmp_path / "faces.zip"
+    paths = write_pngs(tmp_path / "faces", random_images(2, seed=3))
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in paths:
+            zipped.write(path, path.name)
+        zipped.writestr("zz.png", b"tiny")
+    data = bytearray(archive.read_bytes())
+    central = data.rindex(b"PK\x01\x02")  # the last member's central directory entry
+    data[central + 24 : central + 28] = (MAX_FILE_BYTES + 1).to_bytes(4, "little")  # its uncompressed size
+    archive.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"cannot read real image .*zz\.png: ValueError: .* more than .*: not read"):
+        list(RealImages.open(archive).batches(8))
+
+
 def test_feature_cache_round_trip_is_exact_and_atomic(tmp_path):
     cache = FeatureCache(tmp_path / "cache")
     features = np.random.default_rng(0).normal(size=(5, 7)).astype(np.float32).astype(np.float64)

@@ -36,7 +36,7 @@ def generator(tmp_path_factory: pytest.TempPathFactory) -> Generator:
 
 @pytest.mark.parametrize("kind", ["JPEG", "PNG", "WEBP"])
 def test_photos_are_cropped_and_resized_like_the_training_data(kind: str) -> None:
-    from dcgan_hf.data import decode
+    from dcgan_hf.decoding import decode
 
     data = encoded(face_like(300, 400), kind, **({"quality": 95} if kind != "PNG" else {}))
     photo = load_photo(data)
@@ -85,6 +85,23 @@ def test_sizes_are_judged_from_the_header_before_decoding() -> None:
         load_photo(encoded(face_like(20, 20), "PNG"))
     with pytest.raises(PhotoError, match="too narrow"):
         load_photo(one_bit_png(100, 2000))
+
+
+def test_uploads_and_training_images_are_judged_by_one_header_check() -> None:
+    """The same pixel bound and the same decompression-bomb handling for both; only the shape differs."""
+    from dcgan_hf.decoding import ImageSizeError, decode
+
+    with pytest.raises(ImageSizeError, match="8000×8000 pixels; training images may have at most 40 megapixels"):
+        decode(one_bit_png(8000, 8000), 64)
+    bomb = one_bit_png(20_000, 20_000)  # past PIL's own limit
+    with pytest.raises(ImageSizeError, match="far too many pixels") as training:
+        decode(bomb, 64)
+    with pytest.raises(PhotoError, match="far too many pixels") as upload:
+        load_photo(bomb)
+    assert str(training.value) == str(upload.value)
+    assert decode(one_bit_png(100, 1000), 64).shape == (64, 64, 3)  # 10:1 is a training image, not a photo
+    with pytest.raises(PhotoError, match=r"too narrow \(photos may be at most 4:1\)"):
+        load_photo(one_bit_png(100, 1000))
 
 
 def test_oversized_files_are_refused_before_reading(tmp_path: Path) -> None:

@@ -20,9 +20,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..files import remove_stale, replace_folder
+from ..layout import CHECKPOINT_PREFIX, CHECKPOINT_STATE, CheckpointLayout, complete_checkpoints
 
-PREFIX = "checkpoint-"
-STATE_FILE = "state.json"  # written last: a folder holding it is a complete checkpoint
+PREFIX = CHECKPOINT_PREFIX
+STATE_FILE = CHECKPOINT_STATE  # written last: a folder holding it is a complete checkpoint
 FORMAT = 1
 
 
@@ -84,7 +85,7 @@ def name_for(step: int) -> str:
 
 def is_complete(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a checkpoint folder that :func:`save` finished writing."""
-    return (Path(path) / STATE_FILE).is_file()
+    return CheckpointLayout(Path(path)).complete
 
 
 def save(folder: str | os.PathLike, checkpoint: Checkpoint) -> Path:
@@ -101,12 +102,13 @@ def save(folder: str | os.PathLike, checkpoint: Checkpoint) -> Path:
             tensors, meta = _split_optimizer_state(state)
             optimizer_tensors.update({f"{key}.{name}": value for name, value in tensors.items()})
             optimizer_meta[key] = meta
-        _save_tensors(tmp / "generator.safetensors", checkpoint.generator)
-        _save_tensors(tmp / "discriminator.safetensors", checkpoint.discriminator)
-        _save_tensors(tmp / "optimizers.safetensors", optimizer_tensors)
-        _save_tensors(tmp / "rng.safetensors", checkpoint.rng)
+        files = CheckpointLayout(tmp)
+        _save_tensors(files.generator, checkpoint.generator)
+        _save_tensors(files.discriminator, checkpoint.discriminator)
+        _save_tensors(files.optimizers, optimizer_tensors)
+        _save_tensors(files.rng, checkpoint.rng)
         if checkpoint.ema is not None:
-            _save_tensors(tmp / "ema.safetensors", checkpoint.ema)
+            _save_tensors(files.ema, checkpoint.ema)
         state = {
             "format": FORMAT,
             "progress": checkpoint.progress.to_dict(),
@@ -116,14 +118,15 @@ def save(folder: str | os.PathLike, checkpoint: Checkpoint) -> Path:
             "has_ema": checkpoint.ema is not None,
             "extra": checkpoint.extra,
         }
-        _write_synced(tmp / STATE_FILE, json.dumps(state, indent=1).encode())  # last: marks completeness
+        _write_synced(files.state, json.dumps(state, indent=1).encode())  # last: marks completeness
     return final
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
     """Read a checkpoint folder written by :func:`save`; a damaged one is a clear error."""
     path = Path(path)
-    state_path = path / STATE_FILE
+    files = CheckpointLayout(path)
+    state_path = files.state
     if not state_path.is_file():
         raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE})")
     state = json.loads(state_path.read_text())
@@ -131,7 +134,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpo
         raise ValueError(f"{path}: checkpoint format {state.get('format')!r}, this version reads {FORMAT}")
     device = str(device)
     try:
-        optimizer_tensors = load_file(str(path / "optimizers.safetensors"), device=device)
+        optimizer_tensors = load_file(str(files.optimizers), device=device)
         optimizers = {
             key: _join_optimizer_state(
                 {name[len(key) + 1 :]: value for name, value in optimizer_tensors.items() if name.startswith(f"{key}.")},
@@ -143,11 +146,11 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpo
             progress=Progress.from_dict(state["progress"]),
             config=state["config"],
             data_fingerprint=state["data_fingerprint"],
-            generator=load_file(str(path / "generator.safetensors"), device=device),
-            discriminator=load_file(str(path / "discriminator.safetensors"), device=device),
+            generator=load_file(str(files.generator), device=device),
+            discriminator=load_file(str(files.discriminator), device=device),
             optimizers=optimizers,
-            rng=load_file(str(path / "rng.safetensors")),
-            ema=load_file(str(path / "ema.safetensors"), device=device) if state["has_ema"] else None,
+            rng=load_file(str(files.rng)),
+            ema=load_file(str(files.ema), device=device) if state["has_ema"] else None,
             extra=state.get("extra", {}),
         )
     except (OSError, KeyError, ValueError) as error:
@@ -156,10 +159,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpo
 
 def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
     """Complete checkpoints in ``folder``, oldest first (names sort by step)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.name.startswith(PREFIX) and is_complete(p))
+    return complete_checkpoints(folder)
 
 
 def latest(folder: str | os.PathLike) -> Path | None:

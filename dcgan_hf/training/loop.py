@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .. import images as imaging
 from ..data import DeviceBatches, ImageCache, load_cache, synthetic_images
 from ..files import remove_stale_copies, write_atomic
-from ..layout import TRAINING_STATE_DIR, HubLayout, RunLayout
+from ..layout import EMA_COUNTER, TRAINING_STATE_DIR, HubLayout, RunLayout
 from ..models import Discriminator, Generator, dcgan_init
 from . import artifacts, checkpoint as checkpoints, publish
 from .base_model import BaseModel, load_base_model
@@ -224,7 +224,7 @@ def _snapshot(run: Run, progress: checkpoints.Progress) -> checkpoints.Checkpoin
         discriminator=run.bare_discriminator.state_dict(),
         optimizers={"g": run.opt_g.state_dict(), "d": run.opt_d.state_dict()},
         rng={"noise": run.noise.get_state()},
-        ema=({**run.ema.shadow.state_dict(), "__ema_updates__": run.ema.state_dict()["updates"]}
+        ema=({**run.ema.shadow.state_dict(), EMA_COUNTER: run.ema.state_dict()["updates"]}
              if run.ema is not None else None),
     )
 
@@ -258,7 +258,7 @@ def _restore(run: Run, saved: checkpoints.Checkpoint) -> checkpoints.Progress:
         if saved.ema is None:
             log.warning("the checkpoint has no EMA weights; starting the EMA from the live generator")
         else:
-            updates = saved.ema.pop("__ema_updates__")
+            updates = saved.ema.pop(EMA_COUNTER)
             run.ema.shadow.load_state_dict_strict(saved.ema, source="checkpoint EMA")
             run.ema.load_state_dict({"updates": updates})
     return progress
