@@ -502,18 +502,10 @@ def _publish(run: Run, progress: checkpoints.Progress, paths: RunLayout, checkpo
     config = run.config
     if writer is not None:
         writer.flush()
-    images_seen = progress.step * run.batches.batch_size * run.layout.world_size
-    card = {
-        "title": f"DCGAN 64×64 — {publish.short_path(config.data) or 'synthetic data'}",
-        "repo_id": config.push_to_hub or None,
-        "metrics": publish.metric_rows(progress.metrics, dataset=publish.short_path(config.eval_real) or None),
-        "datasets": publish.hub_datasets(config),
-        "base_model": run.base.repo_id if run.base is not None else None,  # --init-from, when it has a Hub id
-        "training": publish.training_table(
-            config, epochs_done=progress.epoch, steps=progress.step, images_seen=images_seen,
-            image_count=len(run.data), hardware=publish.hardware_name(run.device, run.layout.world_size),
-            precision=run.precision, seconds=progress.seconds),
-    }
+    card = publish.card_inputs(
+        config, progress, images_per_step=run.batches.batch_size * run.layout.world_size,
+        image_count=len(run.data), hardware=publish.hardware_name(run.device, run.layout.world_size),
+        precision=run.precision, base_model=run.base.repo_id if run.base is not None else None)
     publish.build_hub_folder(paths.hub, generator=run.published_generator, discriminator=run.bare_discriminator,
                              checkpoint=checkpoint, tensorboard_dir=paths.tensorboard, extras=paths.published_files(),
                              card=card)

@@ -116,6 +116,28 @@ def metric_rows(metrics: Sequence[EvalRecord], dataset: str | None = None) -> li
                         epoch=last.epoch)
 
 
+def card_inputs(
+    config: TrainConfig, progress: Any, *, images_per_step: int, image_count: int, hardware: str, precision: str,
+    base_model: str | None = None, repo_id: str | None = None,
+) -> dict[str, Any]:
+    """The model card's inputs for a run at ``progress`` (a ``checkpoint.Progress``).
+
+    ``repo_id`` defaults to ``--push-to-hub``'s repo; ``base_model`` is the Hub id of the
+    ``--init-from`` model, if it has one. Used by training and by bench/bundle_model.py,
+    which re-publishes a run's checkpoint as the bundled model.
+    """
+    return {
+        "title": f"DCGAN 64×64 — {short_path(config.data) or 'synthetic data'}",
+        "repo_id": repo_id or config.push_to_hub or None,
+        "metrics": metric_rows(progress.metrics, dataset=short_path(config.eval_real) or None),
+        "datasets": hub_datasets(config),
+        "base_model": base_model,
+        "training": training_table(
+            config, epochs_done=progress.epoch, steps=progress.step, images_seen=progress.step * images_per_step,
+            image_count=image_count, hardware=hardware, precision=precision, seconds=progress.seconds),
+    }
+
+
 def build_hub_folder(
     folder: Path,
     *,

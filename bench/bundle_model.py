@@ -1,0 +1,110 @@
+#!/usr/bin/env python
+"""Publish a training run's checkpoint as the bundled model, evaluated with the README's protocol.
+
+    python bench/bundle_model.py RUN_DIR --real ../shared/data/celeba64/val [--checkpoint PATH]
+
+What it does, in order:
+1. takes the run's newest checkpoint written at the end of an epoch (or ``--checkpoint``):
+   its EMA generator (BatchNorm statistics recalibrated, as published), its discriminator,
+   its config and progress;
+2. evaluates the generator with ``--num`` (default 5,000) samples against ``--real`` and adds
+   that row to the run's FID curve;
+3. rebuilds the Hub folder exactly as training publishes it (``publish.build_hub_folder``:
+   generator + card at the root, ``discriminator/`` beside it; no ``training_state/`` or
+   ``runs/``, which stay out of git for size), with the card naming ``--repo-id`` (the repo
+   the bundled model is published as), the fixed-seed grid, the run's progress GIF and loss
+   plot — into ``--out`` (default: the bundled folder), swapped in atomically;
+4. writes the README's two pictures with the project's CLI from that folder.
+
+Prints the evaluation and the FID-vs-images curve of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from dcgan_hf import Discriminator, Generator  # noqa: E402
+from dcgan_hf.data import load_cache  # noqa: E402
+from dcgan_hf.evaluate import evaluate  # noqa: E402
+from dcgan_hf.hub import BUNDLED_MODEL, BUNDLED_REPO_ID  # noqa: E402
+from dcgan_hf.layout import EMA_COUNTER, CheckpointLayout, RunLayout  # noqa: E402
+from dcgan_hf.training import TrainConfig, artifacts, publish  # noqa: E402  (modules of the package)
+from dcgan_hf.training import checkpoint as checkpoints  # noqa: E402
+from dcgan_hf.training.checkpoint import EvalRecord  # noqa: E402
+
+
+def epoch_end_checkpoint(run: RunLayout) -> Path:
+    """The newest complete checkpoint taken at the end of an epoch (batch 0 of the next)."""
+    for path in reversed(checkpoints.list_checkpoints(run.checkpoints)):
+        progress = json.loads(CheckpointLayout(path).state.read_text())["progress"]
+        if progress["batch"] == 0:
+            return path
+    raise SystemExit(f"no checkpoint at the end of an epoch in {run.checkpoints}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="a train.py --output-dir")
+    parser.add_argument("--real", required=True, help="real images for FID/KID (other identities than training)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the newest epoch-end checkpoint")
+    parser.add_argument("--num", type=int, default=5000, help="generated images for the FID (default 5000)")
+    parser.add_argument("--out", type=Path, default=BUNDLED_MODEL)
+    parser.add_argument("--repo-id", default=BUNDLED_REPO_ID, help="the repo the card's usage snippet names")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run = RunLayout(args.run)
+    path = args.checkpoint or epoch_end_checkpoint(run)
+    saved = checkpoints.load(path)
+    config = TrainConfig.from_dict(saved.config)
+    progress = saved.progress
+    generator = Generator(config.nz, config.ngf, 3)
+    weights = dict(saved.ema if saved.ema is not None else saved.generator)
+    weights.pop(EMA_COUNTER, None)
+    generator.load_state_dict_strict(weights, source=str(path))
+    discriminator = Discriminator(3, config.ndf)
+    discriminator.load_state_dict_strict(saved.discriminator, source=str(path))
+    generator.eval(), discriminator.eval()
+    print(f"checkpoint {path}: epoch {progress.epoch}, step {progress.step}, "
+          f"{progress.step * config.batch_size:,} images seen", flush=True)
+
+    result = evaluate(generator, args.real, num=args.num, progress=False)
+    print(result.describe(), flush=True)
+    progress.metrics.append(EvalRecord(epoch=progress.epoch, step=progress.step, fid=result.fid,
+                                       kid_mean=result.kid_mean, kid_std=result.kid_std,
+                                       num_generated=result.num_generated, num_real=result.num_real))
+    config = TrainConfig.from_dict({**config.to_dict(), "eval_real": args.real})
+    image_count = len(load_cache(config.data, progress=False)) if config.data else config.synthetic
+    card = publish.card_inputs(config, progress, images_per_step=config.batch_size, image_count=image_count,
+                               hardware=f"CPU ({config.threads or torch.get_num_threads()} threads)",
+                               precision="fp32", repo_id=args.repo_id)
+    with tempfile.TemporaryDirectory() as scratch:
+        extras = {name: Path(scratch) / name for name in ("samples.png", "progress.gif", "loss.png")}
+        artifacts.sample_grid(generator).save(extras["samples.png"])
+        artifacts.write_progress_gif(run.epoch_grids(), extras["progress.gif"])
+        artifacts.plot_losses(progress.history, extras["loss.png"])
+        publish.build_hub_folder(args.out, generator=generator, discriminator=discriminator, checkpoint=None,
+                                 tensorboard_dir=None, extras=extras, card=card)
+    cli = [sys.executable, "-m", "dcgan_hf", "generate", "--model", str(args.out)]
+    subprocess.run(cli + ["--seeds", "0-63", "--out", str(args.out / "samples.png")], check=True, cwd=ROOT)
+    subprocess.run(cli + ["--interpolate", "0,1,2,3", "--loop", "--frames", "48", "--duration", "100",
+                          "--out", str(args.out / "interpolation.gif")], check=True, cwd=ROOT)
+    print(f"bundled into {args.out}\nFID curve (images seen → FID, generated images):")
+    for row in progress.metrics:
+        print(f"  {row.step * config.batch_size:>10,} → {row.fid:7.2f}  ({row.num_generated})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
