@@ -104,9 +104,13 @@ class Projector:
                 self._step()
         return self.done
 
-    def result(self) -> ProjectionResult:
-        """The rounded latent, its image and how close it is (runs any steps still left)."""
-        while self._z is None or not self.done:
+    def result(self, finish: bool = True) -> ProjectionResult:
+        """The rounded latent, its image and how close it is.
+
+        ``finish`` runs any steps still left; without it a server that ran out of time gets
+        the best latent so far (``steps`` then says how many were done).
+        """
+        while self._z is None or (finish and not self.done):
             self.run(self.settings.steps)
         z = quantize(self._z.detach()[0].cpu())
         image = render(self.generator, z[None])[0]

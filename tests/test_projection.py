@@ -213,3 +213,23 @@ def test_projection_refuses_a_mismatched_target(generator: Generator) -> None:
         Projector(generator, torch.zeros(3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ValueError, match="unusable projection settings"):
         ProjectionSettings(steps=-1)
+
+
+def test_a_server_out_of_time_returns_the_best_latent_so_far(generator: Generator) -> None:
+    """The demo's ≤ 5 s promise holds on a busy machine: the projection stops at its time limit."""
+    from dcgan_hf.photos import Photo
+    from dcgan_hf.serving import PROJECTION_SLICE, ModelServer
+
+    photo = Photo(generator.sample([11])[0], (64, 64), "PNG")
+    server = ModelServer.serve(generator, "cpu")
+    try:
+        hurried = server.project(photo, FAST, seconds=0.0)
+        patient = server.project(photo, FAST)
+    finally:
+        server.close()
+    assert hurried.result.steps == PROJECTION_SLICE < FAST.steps  # one slice, then the clock stopped it
+    assert patient.result.steps == FAST.steps
+    assert patient.result.mse <= hurried.result.mse
+    # the token still reproduces exactly the reconstruction that was shown
+    z = latent_token.decode(hurried.token, generator.nz)
+    assert torch.equal(render(generator, z[None])[0], hurried.result.image)
