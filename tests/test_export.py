@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 from dcgan_hf import Discriminator, Generator
 from dcgan_hf.export import ExportError, export_onnx, session
 from dcgan_hf.latent import latents
+from test_sampling import vivid as make_vivid
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
@@ -26,15 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def vivid() -> Generator:
     """A random generator with non-trivial BN statistics, so eval-mode folding is tested too."""
     torch.manual_seed(0)
-    G = Generator(nz=32, ngf=16)
-    with torch.no_grad():
-        for module in G.modules():
-            if isinstance(module, torch.nn.ConvTranspose2d):
-                module.weight.mul_(1.5 / (0.02 * math.sqrt(4 * module.in_channels)))
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
-    return G.eval()
+    return make_vivid(Generator(nz=32, ngf=16))
 
 
 def test_onnx_matches_pytorch_at_every_batch_size(vivid, tmp_path):

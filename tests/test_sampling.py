@@ -15,12 +15,10 @@ from dcgan_hf import images as imaging
 from dcgan_hf.latent import lerp, path, slerp
 
 
-@pytest.fixture(scope="module")
-def generator() -> Generator:
-    """A random generator with vivid outputs: DCGAN's N(0, 0.02) init alone gives near-flat
-    grey images, which would make pixel-equality checks trivially true."""
-    torch.manual_seed(0)
-    G = Generator(ngf=16)
+def vivid(G: Generator) -> Generator:
+    """``G`` with vivid outputs, in eval mode: DCGAN's N(0, 0.02) init alone gives near-flat grey
+    images (which would make pixel-equality checks trivially true), and default BN statistics
+    would leave eval-mode BN folding untested."""
     with torch.no_grad():
         for module in G.modules():
             if isinstance(module, torch.nn.ConvTranspose2d):
@@ -28,7 +26,13 @@ def generator() -> Generator:
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 2.0)
-    G.eval()
+    return G.eval()
+
+
+@pytest.fixture(scope="module")
+def generator() -> Generator:
+    torch.manual_seed(0)
+    G = vivid(Generator(ngf=16))
     spread = G.sample(range(4)).float().std().item()
     assert spread > 40, f"test generator too flat (std {spread:.1f})"
     return G
