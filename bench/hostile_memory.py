@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 import zipfile
-import zlib
 from pathlib import Path
 
 import torch
@@ -32,8 +31,10 @@ from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the hostile files the tests build
 
 from dcgan_hf import Generator  # noqa: E402
+from hostile_images import png_header_only  # noqa: E402
 
 RUNNER = """
 import sys, time
@@ -137,7 +138,7 @@ def image_cases(folder: Path) -> list[tuple[str, str]]:
     Image.new("RGB", (178, 218), (120, 90, 60)).save(folder / "face.jpg")
     Image.new("RGB", (300_000, 1)).save(folder / "strip.png")
     Image.new("RGB", (100_000, 1)).save(folder / "strip100k.png")
-    png_header(folder / "bomb.png", 20_000, 20_000)
+    (folder / "bomb.png").write_bytes(png_header_only(20_000, 20_000))
 
     def decode(name: str) -> str:
         return f"from dcgan_hf.decoding import decode\ndecode(open({str(folder / name)!r}, 'rb').read(), 64)"
@@ -148,15 +149,6 @@ def image_cases(folder: Path) -> list[tuple[str, str]]:
         (f"{(folder / 'strip100k.png').stat().st_size} B 100000x1 PNG", decode("strip100k.png")),
         ("20000x20000 PNG header", decode("bomb.png")),
     ]
-
-
-def png_header(path: Path, width: int, height: int) -> None:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-
-    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
 
 
 def main() -> None:

@@ -37,6 +37,13 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width×height, with a few bytes of pixel data: what a bomb's header looks like."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + _chunk(b"IEND", b""))
+
+
 def one_bit_png(width: int, height: int) -> bytes:
     """A valid, all-black 1-bit greyscale PNG of any size, compressed to almost nothing.
 

@@ -15,7 +15,6 @@ import sys
 import tempfile
 import time
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from dcgan_hf import Generator, ModelLoadError
 from dcgan_hf.models import SIZE_LIMITS
 
+from hostile_images import png_header_only as header_only_png
 from imagefiles import write_images
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,13 +242,7 @@ def test_overwrite_refuses_a_folder_that_convert_did_not_make(tmp_path):
 # -- 3. training never dies on one bad image ----------------------------------------------------
 
 def png_header_only(path: Path, width: int, height: int) -> Path:
-    """A PNG whose header claims width×height, with a few bytes of pixel data: what a bomb's header looks like."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-
-    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(header_only_png(width, height))
     return path
 
 
