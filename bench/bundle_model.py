@@ -38,9 +38,12 @@ from dcgan_hf.data import load_cache  # noqa: E402
 from dcgan_hf.evaluate import evaluate  # noqa: E402
 from dcgan_hf.hub import BUNDLED_MODEL, BUNDLED_REPO_ID  # noqa: E402
 from dcgan_hf.layout import EMA_COUNTER, CheckpointLayout, RunLayout  # noqa: E402
+from dcgan_hf.serving import evenly_spaced  # noqa: E402
 from dcgan_hf.training import TrainConfig, artifacts, publish  # noqa: E402  (modules of the package)
 from dcgan_hf.training import checkpoint as checkpoints  # noqa: E402
 from dcgan_hf.training.checkpoint import EvalRecord  # noqa: E402
+
+PROGRESS_FRAMES = 8  # epochs shown in the bundled progress GIF, first and last included
 
 
 def epoch_end_checkpoint(run: RunLayout) -> Path:
@@ -92,7 +95,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         extras = {name: Path(scratch) / name for name in ("samples.png", "progress.gif", "loss.png")}
         artifacts.sample_grid(generator).save(extras["samples.png"])
-        artifacts.write_progress_gif(run.epoch_grids(), extras["progress.gif"])
+        # a long run has one 512×512 frame per epoch (~0.23 MB each): git gets an evenly spaced few
+        artifacts.write_progress_gif(evenly_spaced(run.epoch_grids(), PROGRESS_FRAMES), extras["progress.gif"])
         artifacts.plot_losses(progress.history, extras["loss.png"])
         publish.build_hub_folder(args.out, generator=generator, discriminator=discriminator, checkpoint=None,
                                  tensorboard_dir=None, extras=extras, card=card)

@@ -167,7 +167,7 @@ def build_hub_folder(
         generator.save_pretrained(tmp, model_card_kwargs={
             **card, "sample_grid": SAMPLES_FILE if SAMPLES_FILE in extras else None,
             "animation": PROGRESS_FILE if PROGRESS_FILE in extras else None,
-            "animation_caption": "The fixed-seed grid over training, one frame per epoch",
+            "animation_caption": "The fixed-seed grid over training, from the first epoch to the last",
         })
         discriminator.save_pretrained(built.discriminator, model_card_kwargs={
             key: value for key, value in card.items() if key in ("repo_id", "training", "title")
