@@ -60,6 +60,8 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
     "emastart": (["--ngf", "32", "--ndf", "32", "--ema-start", "1000"], "EMA from step 1000"),
     # the baseline again with another seed: how far seed noise alone moves a row
     "base32s1": (["--ngf", "32", "--ndf", "32", "--seed", "1"], "baseline, seed 1 (seed noise)"),
+    "r1s1": (["--ngf", "32", "--ndf", "32", "--r1-gamma", "0.1", "--r1-every", "16", "--seed", "1"],
+             "lazy R1 γ=0.1 every 16, seed 1"),
 }
 
 
@@ -72,7 +74,7 @@ def all_flags(name: str) -> list[str]:
     return COMMON + VARIANTS[name][0]
 
 
-SAME_COST = {"base32s1": "base32"}  # variants that differ from another only in the seed
+SAME_COST = {"base32s1": "base32", "r1s1": "r1"}  # variants that differ from another only in the seed
 
 # -- probe: relative speed -------------------------------------------------------------------
 def probe_rate(name: str, steps: int = 30, warmup: int = 5) -> float:

@@ -251,6 +251,21 @@ def test_init_from_the_hub(local_hub, tmp_path, faces, published):
     assert f"| initialised from | {repo}" in card.text
 
 
+def test_a_fresh_clone_can_fine_tune_the_bundled_model_offline(tmp_path, faces):
+    """The bundled folder ships its discriminator/, and the card names the repo it is published as."""
+    from dcgan_hf.hub import BUNDLED_MODEL, BUNDLED_REPO_ID
+
+    bundled = Generator.from_pretrained(BUNDLED_MODEL)
+    assert (Path(BUNDLED_MODEL) / "discriminator" / "model.safetensors").is_file()
+    sizes = dict(nz=bundled.nz, ngf=bundled.ngf, ndf=Discriminator.from_pretrained(
+        BUNDLED_MODEL, subfolder="discriminator").ndf)
+    result = train(tiny_config(tmp_path, faces, epochs=1, max_steps=1, batch_size=4, init_from=str(BUNDLED_MODEL),
+                               lr_g=1e-12, lr_d=1e-12, **sizes))
+    assert parameters_equal(result.generator, bundled)
+    card = ModelCard.load(result.output_dir / "hub" / "README.md")
+    assert card.data.base_model == BUNDLED_REPO_ID and card.data.base_model_relation == "finetune"
+
+
 def test_init_from_refuses_other_sizes_a_missing_discriminator_and_repo(tmp_path, faces, published, local_hub):
     with pytest.raises(ModelLoadError, match=r"has ngf=8.*this run has ngf=16.*pass --ngf 8"):
         train(tiny_config(tmp_path / "a", faces, init_from=str(published), ngf=16))
