@@ -89,8 +89,9 @@ def main() -> int:
                                        num_generated=result.num_generated, num_real=result.num_real))
     config = TrainConfig.from_dict({**config.to_dict(), "eval_real": args.real})
     image_count = len(load_cache(config.data, progress=False)) if config.data else config.synthetic
+    threads = config.threads or torch.get_num_threads()
     card = publish.card_inputs(config, progress, images_per_step=config.batch_size, image_count=image_count,
-                               hardware=f"CPU ({config.threads or torch.get_num_threads()} threads)",
+                               hardware=f"CPU ({threads} thread{'s' if threads != 1 else ''})",
                                precision="fp32", repo_id=args.repo_id)
     with tempfile.TemporaryDirectory() as scratch:
         extras = {name: Path(scratch) / name for name in ("samples.png", "progress.gif", "loss.png")}

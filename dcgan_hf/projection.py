@@ -31,7 +31,7 @@ FEATURE_LAYERS = (4, 7)  # D.main indices after the 2nd and 3rd LeakyReLU: 16×1
 
 @dataclass(frozen=True)
 class ProjectionSettings:
-    """The optimiser's knobs; the defaults fit ≤ 5 s on one CPU thread for ngf=64 (bench/projection.py)."""
+    """The optimiser's knobs; the defaults take ~2 s on one CPU thread for ngf=64 (bench/demo_features.py)."""
 
     steps: int = 200  # 0: just the best seeded candidate (the baseline in bench/demo_features.py)
     learning_rate: float = 0.3

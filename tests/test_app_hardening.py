@@ -51,7 +51,7 @@ def start_guarded(workdir: Path, model: Path) -> GuardedApp:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # ngf=64, as big as the bundled model: a projection then keeps the worker busy for seconds
+    # ngf=64 (twice the bundled model's width): a projection then keeps the worker busy for seconds
     return make_model_folder(tmp_path_factory.mktemp("hardening") / "model", ngf=64)
 
 

@@ -147,5 +147,10 @@ def test_training_card_inputs(tmp_path):
 def test_the_bundled_card_carries_its_metrics_as_model_index():
     card = ModelCard.load(BUNDLED_MODEL / "README.md")
     values = {result.metric_type: result.metric_value for result in card.data.eval_results}
-    assert values == {"fid": 114.83, "kid": 114.45}
+    protocol = "5000 generated vs 4740 real images"  # the README's protocol, as the model-index states it
+    assert {result.metric_config.split(",")[0] for result in card.data.eval_results} == {protocol}
+    # the Hub's metadata and the card's table say the same
+    assert f"| FID | {values['fid']:.2f} | {protocol}" in card.text
+    assert f"| KID ×1000 | {values['kid']:.2f} ± " in card.text
+    assert values["fid"] < 114.83  # better than the model it replaced (README, "The bundled model")
     assert "## Limitations" in card.text and "## Citation" in card.text

@@ -13,7 +13,7 @@ import torch
 from huggingface_hub import HfApi
 from PIL import Image
 
-from dcgan_hf import Generator, images, interpolate, sample
+from dcgan_hf import Discriminator, Generator, images, interpolate, sample
 from dcgan_hf.__main__ import main
 from dcgan_hf.hub import BUNDLED_MODEL
 
@@ -110,7 +110,9 @@ def test_python_dash_m_and_the_bundled_default(tmp_path):
 
 def test_the_bundled_model_is_a_strict_hub_folder_with_a_card():
     G = Generator.from_pretrained(BUNDLED_MODEL)
-    assert G.config == {"nz": 100, "ngf": 64, "nc": 3}
+    assert G.config == {"nz": 100, "ngf": 32, "nc": 3}  # the width that wins at equal CPU time (RESULTS §10)
+    D = Discriminator.from_pretrained(BUNDLED_MODEL, subfolder="discriminator")  # shipped for --init-from
+    assert D.config == {"nc": 3, "ndf": 32}
     card = (BUNDLED_MODEL / "README.md").read_text()
     assert "pipeline_tag: unconditional-image-generation" in card and "| FID |" in card
     assert (BUNDLED_MODEL / "model.safetensors").stat().st_size <= 15 * 2**20

@@ -29,7 +29,8 @@ def hardware_name(device: torch.device, world_size: int = 1) -> str:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        name = f"CPU ({platform.processor() or platform.machine()}, {threads} thread{'s' if threads != 1 else ''})"
     return f"{world_size} × {name}" if world_size > 1 else name
 
 
