@@ -66,7 +66,9 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
 
 
 def flag_value(flags: list[str], name: str, default: str) -> str:
-    return flags[flags.index(name) + 1] if name in flags else default
+    """The value argparse ends up with: the last occurrence wins."""
+    positions = [index for index, flag in enumerate(flags) if flag == name]
+    return flags[positions[-1] + 1] if positions else default
 
 
 def all_flags(name: str) -> list[str]:
@@ -75,6 +77,7 @@ def all_flags(name: str) -> list[str]:
 
 
 SAME_COST = {"base32s1": "base32", "r1s1": "r1"}  # variants that differ from another only in the seed
+SEED_BASELINES = {"0": BASELINE, "1": "base32s1"}  # a row's ΔFID is against the baseline of its own seed
 
 # -- probe: relative speed -------------------------------------------------------------------
 def probe_rate(name: str, steps: int = 30, warmup: int = 5) -> float:
@@ -246,18 +249,29 @@ def eval_variant(study: Path, name: str, stops: list[int], real: str, num: int, 
 
 
 # -- table -----------------------------------------------------------------------------------
+def seed_of(name: str) -> str:
+    return flag_value(all_flags(name), "--seed", "0")
+
+
 def table(study: Path, minutes: float, reference_rate: float) -> str:
+    """The markdown table; ΔFID is against the baseline trained with the same seed at the same images."""
     rows = load_rows(study)
     probed = json.loads((study / "probe.json").read_text()) if (study / "probe.json").is_file() else {}
-    base = {row["images"]: row for row in rows if row["name"] == BASELINE}
+    ratios = dict(probed.get("ratio", {}))
+    for name, twin in SAME_COST.items():
+        ratios.setdefault(name, ratios.get(twin))
+    base = {(row["name"], row["images"]): row for row in rows if row["name"] in SEED_BASELINES.values()}
     lines = [f"Budget: {minutes:g} min on one core at the baseline's idle {reference_rate:g} img/s, scaled by "
-             "each variant's measured speed ratio; FID/KID from 2,000 EMA samples vs the 4,740 val faces.", "",
+             "each variant's measured speed ratio; FID/KID from 2,000 EMA samples vs the 4,740 val faces; "
+             "ΔFID against the baseline with the same seed at the same images (a seed's baseline: against seed 0's).", "",
              "| variant | what | speed vs base | kind | images | FID | ΔFID vs base | KID×1000 ± | command |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in sorted(rows, key=lambda r: (list(VARIANTS).index(r["name"]), r["step"])):
-        ref = base.get(row["images"])  # the baseline at the same number of images, when it was evaluated there
-        delta = f"{row['fid'] - ref['fid']:+.1f}" if ref and row["name"] != BASELINE else "—"
-        ratio = probed.get("ratio", {}).get(row["name"])
+        # against the baseline of the row's seed; a seed baseline itself against seed 0's: the seed noise
+        versus = SEED_BASELINES.get(seed_of(row["name"])) if row["name"] not in SEED_BASELINES.values() else BASELINE
+        ref = base.get((versus, row["images"]))  # when that baseline was evaluated there
+        delta = f"{row['fid'] - ref['fid']:+.1f}" if ref and row["name"] != versus else "—"
+        ratio = ratios.get(row["name"])
         lines.append(
             f"| {row['name']} | {row['what']} | {ratio:.2f}× | {row['kind']} | {row['images']:,} | {row['fid']:.1f} | "
             f"{delta} | {row['kid_mean'] * 1000:.1f} ± {row['kid_std'] * 1000:.1f} | `{row['command']}` |"
