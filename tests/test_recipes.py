@@ -291,3 +291,21 @@ def test_train_py_init_from_errors_are_one_line_before_any_training(tmp_path, fa
     errors = [line for line in wrong.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0].lower(), wrong.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_checkpoint_from_before_r1_was_the_default_keeps_meaning_no_r1(tmp_path, faces, caplog):
+    """R1 became the default after runs existed: their checkpoints (no r1_gamma key) trained without it."""
+    import json
+    import logging
+
+    first = train(tiny_config(tmp_path, faces, max_steps=3, r1_gamma=0.0))
+    state_file = first.checkpoint / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["config"]["r1_gamma"]  # what the code before the recipe study wrote
+    state_file.write_text(json.dumps(state))
+    assert TrainConfig.from_dict(state["config"]).r1_gamma == 0.0
+    assert TrainConfig.__dataclass_fields__["r1_gamma"].default == 0.1
+    with caplog.at_level(logging.WARNING, logger="dcgan_hf.training.loop"):
+        train(tiny_config(tmp_path, faces, max_steps=4, resume="latest", r1_gamma=0.1))
+    assert "resuming with a different recipe" in caplog.text and "'r1_gamma': (None, 0.1)" not in caplog.text
+    assert "'r1_gamma': (0.0, 0.1)" in caplog.text

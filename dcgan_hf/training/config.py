@@ -37,6 +37,11 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+# Fields whose default changed after checkpoints already existed without them: what a saved config
+# that lacks the key trained with (R1 became the default after the recipe study).
+ABSENT_FROM_OLDER_CHECKPOINTS: dict[str, Any] = {"r1_gamma": 0.0}
+
+
 @dataclass
 class TrainConfig:
     """Defaults are the DCGAN paper's recipe (Adam 2e-4, β=(0.5, 0.999), batch 128, BCE) plus what
@@ -157,12 +162,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        """Rebuild from a checkpoint's saved config; unknown keys are an error, not ignored."""
+        """Rebuild from a checkpoint's saved config; unknown keys are an error, not ignored, and a
+        missing key means what the checkpoint trained with (``ABSENT_FROM_OLDER_CHECKPOINTS``)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown training config keys {unknown}")
-        return cls(**values)
+        return cls(**{**ABSENT_FROM_OLDER_CHECKPOINTS, **values})
 
     @classmethod
     def from_recipe(cls, recipe: str = "default", **overrides: Any) -> "TrainConfig":

@@ -235,10 +235,11 @@ def _restore(run: Run, saved: checkpoints.Checkpoint) -> checkpoints.Progress:
     for key in ("nz", "ngf", "ndf"):
         if old.get(key) != getattr(config, key):
             raise ValueError(f"cannot resume: the checkpoint has {key}={old.get(key)}, this run {getattr(config, key)}")
-    changed = {k: (old.get(k), v) for k, v in config.to_dict().items()
+    trained_with = TrainConfig.from_dict(old).to_dict()  # a key older code did not write means what it did
+    changed = {k: (trained_with[k], v) for k, v in config.to_dict().items()
                if k in ("recipe", "batch_size", "lr_g", "lr_d", "beta1", "beta2", "loss", "label_smoothing", "augment",
                         "r1_gamma", "r1_every", "ema_decay", "ema_start", "hflip", "seed", "init_from")
-               and old.get(k, TrainConfig.__dataclass_fields__[k].default) != v}
+               and trained_with[k] != v}
     if changed:
         log.warning("resuming with a different recipe than the checkpoint's: %s", changed)
     if saved.data_fingerprint != run.data.fingerprint:
