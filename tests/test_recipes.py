@@ -308,4 +308,4 @@ def test_a_checkpoint_from_before_r1_was_the_default_keeps_meaning_no_r1(tmp_pat
     with caplog.at_level(logging.WARNING, logger="dcgan_hf.training.loop"):
         train(tiny_config(tmp_path, faces, max_steps=4, resume="latest", r1_gamma=0.1))
     assert "resuming with a different recipe" in caplog.text and "'r1_gamma': (None, 0.1)" not in caplog.text
-    assert "'r1_gamma': (0.0, 0.1)" in caplog.text
+    assert "'r1_gamma': (0.0, 0.1)" in caplog.text and "R1 switched on in a run trained without it" in caplog.text
