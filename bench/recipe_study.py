@@ -45,7 +45,9 @@ from dcgan_hf.training import checkpoint as checkpoints  # noqa: E402
 
 BASELINE = "base32"
 WIDTH_VARIANTS = ("base32", "base48", "base64")
-COMMON = ["--batch-size", "64", "--hflip", "--ema-decay", "0.999", "--seed", "0"]
+# every knob the study varies is spelled out, so the commands mean the same whatever train.py's defaults
+# become (R1 is the default since this study; its baseline ran without)
+COMMON = ["--batch-size", "64", "--hflip", "--ema-decay", "0.999", "--seed", "0", "--r1-gamma", "0"]
 # name → (flags on top of COMMON, what the row tests)
 VARIANTS: dict[str, tuple[list[str], str]] = {
     "base32": (["--ngf", "32", "--ndf", "32"], "baseline: BCE, Adam 2e-4/2e-4, hflip, EMA 0.999, width 32"),
@@ -66,14 +68,21 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
 
 
 def flag_value(flags: list[str], name: str, default: str) -> str:
-    """The value argparse ends up with: the last occurrence wins."""
-    positions = [index for index, flag in enumerate(flags) if flag == name]
-    return flags[positions[-1] + 1] if positions else default
+    return flags[flags.index(name) + 1] if name in flags else default
 
 
 def all_flags(name: str) -> list[str]:
-    """COMMON with the variant's flags on top (a later flag wins in argparse)."""
-    return COMMON + VARIANTS[name][0]
+    """COMMON with the variant's flags on top: a flag the variant sets replaces COMMON's, in place."""
+    variant = VARIANTS[name][0]
+    merged: list[str] = []
+    index = 0
+    while index < len(COMMON):
+        flag = COMMON[index]
+        takes_value = index + 1 < len(COMMON) and not COMMON[index + 1].startswith("--")
+        if flag not in variant:
+            merged += COMMON[index:index + 1 + takes_value]
+        index += 1 + takes_value
+    return merged + variant
 
 
 SAME_COST = {"base32s1": "base32", "r1s1": "r1"}  # variants that differ from another only in the seed
@@ -244,11 +253,17 @@ def eval_variant(study: Path, name: str, stops: list[int], real: str, num: int, 
             "fid": result.fid, "kid_mean": result.kid_mean, "kid_std": result.kid_std,
             "num_generated": result.num_generated, "num_real": result.num_real,
             "eval_seconds": round(result.seconds, 1), "what": VARIANTS[name][1],
-            "command": "python train.py " + " ".join(all_flags(name)) + f" --max-steps {stop}",
+            "command": command({"name": name, "step": stop}),
         })
 
 
 # -- table -----------------------------------------------------------------------------------
+def command(row: dict[str, Any]) -> str:
+    """The train.py command of a row, from the variant's flags as they are now (so it still reproduces
+    the row after train.py's defaults change)."""
+    return "python train.py " + " ".join(all_flags(row["name"])) + f" --max-steps {row['step']}"
+
+
 def seed_of(name: str) -> str:
     return flag_value(all_flags(name), "--seed", "0")
 
@@ -274,7 +289,7 @@ def table(study: Path, minutes: float, reference_rate: float) -> str:
         ratio = ratios.get(row["name"])
         lines.append(
             f"| {row['name']} | {row['what']} | {ratio:.2f}× | {row['kind']} | {row['images']:,} | {row['fid']:.1f} | "
-            f"{delta} | {row['kid_mean'] * 1000:.1f} ± {row['kid_std'] * 1000:.1f} | `{row['command']}` |"
+            f"{delta} | {row['kid_mean'] * 1000:.1f} ± {row['kid_std'] * 1000:.1f} | `{command(row)}` |"
             if ratio is not None else f"| {row['name']} | … |")
     return "\n".join(lines)
 
