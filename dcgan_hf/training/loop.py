@@ -243,8 +243,8 @@ def _restore(run: Run, saved: checkpoints.Checkpoint) -> checkpoints.Progress:
     if changed:
         log.warning("resuming with a different recipe than the checkpoint's: %s", changed)
     if trained_with["r1_gamma"] == 0 < config.r1_gamma:
-        # measured (bench/RESULTS.md §11): D's input gradients had grown large, the first penalty filled
-        # Adam's second moments and D stopped learning for thousands of steps
+        # seen in the long run (bench/RESULTS.md §11): D's input gradients had grown large and after the
+        # first penalty D stopped learning (most likely Adam's second moments, inflated for thousands of steps)
         log.warning("R1 switched on in a run trained without it: this can stall the discriminator; pass "
                     "--r1-gamma 0 to continue as trained (R1 is for runs that start with it)")
     if saved.data_fingerprint != run.data.fingerprint:
