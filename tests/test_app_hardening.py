@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import subprocess
 import time
 import urllib.request
 from collections import Counter
@@ -224,7 +225,12 @@ def test_a_signal_cleans_the_output_folder_and_gradios_cache(model: Path, tmp_pa
     client.predict(photo=handle_file(write_photo(tmp_path / "photos")), api_name="/project")
     assert instance.files_on_disk() and list(instance.tmp.glob("dcgan-app-*"))
     instance.app.process.send_signal(stop)
-    assert instance.app.process.wait(timeout=30) == 0, instance.app.log_text()
+    try:
+        code = instance.app.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # say what the app was doing, not just that it hung
+        instance.app.process.kill()
+        pytest.fail(f"app.py still running 30 s after {signal.Signals(stop).name}:\n{instance.app.log_text()}")
+    assert code == 0, instance.app.log_text()
     assert instance.files_on_disk() == [], instance.files_on_disk()
     assert not list(instance.tmp.glob("dcgan-app-*"))
     assert "Traceback" not in instance.app.log_text()
