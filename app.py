@@ -718,14 +718,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def stop_on_sigterm() -> None:
+def stop_on_signals() -> None:
     """SIGTERM (docker stop, a Space restart, kill) shuts down the way Ctrl-C does: Gradio deletes
-    the files it cached and the output folder's ``with`` block removes the folder."""
+    the files it cached and the output folder's ``with`` block removes the folder.
+
+    SIGINT is set explicitly too: a process started in the background by a script (``cmd &``,
+    ``nohup``) inherits SIGINT as *ignored*, and Python then never raises KeyboardInterrupt, so
+    ``kill -INT`` would leave the server running with its files behind.
+    """
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def public_api_names(demo: gr.Blocks) -> set[str]:
@@ -755,7 +761,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                          "(or pip install -e .[mcp])")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up probes
-    stop_on_sigterm()
+    stop_on_signals()
     try:
         server = ModelServer.start(args.model, fallback=args.fallback_model, device=args.device)
     except ModelLoadError as error:

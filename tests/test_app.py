@@ -18,6 +18,7 @@ import io
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -105,14 +106,20 @@ class AppProcess:
             self.process.wait()
 
 
-def start_app(*args: str, workdir: Path, env: dict[str, str] | None = None) -> AppProcess:
-    """``python app.py *args`` on a free port, not yet waited for (start several, then wait)."""
+def start_app(*args: str, workdir: Path, env: dict[str, str] | None = None, as_background_job: bool = False
+              ) -> AppProcess:
+    """``python app.py *args`` on a free port, not yet waited for (start several, then wait).
+
+    ``as_background_job`` starts it the way ``cmd &`` in a script does: with SIGINT ignored.
+    """
     port = free_port()
     log = workdir / f"app-{port}.log"
     command = [sys.executable, str(ROOT / "app.py"), *args, "--host", "127.0.0.1", "--port", str(port)]
+    inherit_ignored_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if as_background_job else None
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            command, cwd=workdir, env={**os.environ, **(env or {})}, stdout=sink, stderr=subprocess.STDOUT
+            command, cwd=workdir, env={**os.environ, **(env or {})}, stdout=sink, stderr=subprocess.STDOUT,
+            preexec_fn=inherit_ignored_sigint,
         )
     return AppProcess(process, f"http://127.0.0.1:{port}/", log)
 

@@ -42,11 +42,11 @@ class GuardedApp:
         return [path for root in (self.cache, self.tmp) for path in root.rglob("*") if path.is_file()]
 
 
-def start_guarded(workdir: Path, model: Path) -> GuardedApp:
+def start_guarded(workdir: Path, model: Path, as_background_job: bool = False) -> GuardedApp:
     cache, tmp = workdir / "gradio-cache", workdir / "tmp"
     cache.mkdir(parents=True), tmp.mkdir()
     app = start_app("--model", str(model), workdir=workdir,
-                    env={"GRADIO_TEMP_DIR": str(cache), "TMPDIR": str(tmp)})
+                    env={"GRADIO_TEMP_DIR": str(cache), "TMPDIR": str(tmp)}, as_background_job=as_background_job)
     return GuardedApp(app.wait_until_ready(), cache, tmp, model)
 
 
@@ -219,7 +219,8 @@ def test_the_queue_runs_four_and_keeps_sixty_four_waiting_on_every_route(guarded
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_cleans_the_output_folder_and_gradios_cache(model: Path, tmp_path: Path, stop: int) -> None:
-    instance = start_guarded(tmp_path, model)
+    # started as `python app.py &` from a script would be: SIGINT arrives ignored, and must still stop it
+    instance = start_guarded(tmp_path, model, as_background_job=True)
     client = client_for(instance.app, tmp_path / "downloads")
     client.predict(seed=1, n=2, truncation=1.0, api_name="/generate")
     client.predict(photo=handle_file(write_photo(tmp_path / "photos")), api_name="/project")
