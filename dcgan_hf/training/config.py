@@ -83,10 +83,13 @@ class TrainConfig:
     hflip: bool = _opt(False, "flip training images left-right at random")
     seed: int = _opt(0, "seed for weights, data order and noise")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
-    precision: str = _opt("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16",
+    precision: str = _opt("auto", "auto, fp32 or bf16 (autocast; weights and optimizer states stay fp32). auto: "
+                          "bf16 on CUDA; on a CPU with native bf16 (AVX-512 BF16 / AMX) whichever of fp32 and bf16 "
+                          "a short timing at start-up finds faster, else fp32; a resumed run keeps its choice",
                           choices=("auto", "fp32", "bf16"))
     cuda_graph: bool = _opt(True, "capture the whole D+G step as one CUDA graph (CUDA, single process)")
-    channels_last: bool = _opt(True, "NHWC memory layout on CUDA (ignored on the CPU)")
+    channels_last: bool | None = _opt(None, "NHWC memory layout; unset: on CUDA, and on a CPU when --precision "
+                                      "auto's start-up timing finds it faster")
     threads: int = _opt(0, "CPU intra-op threads (0: all cores, or cores/ranks under torchrun)")
     log_every: int = _opt(50, "steps between loss logs")
     checkpoint_every: int = _opt(1, "epochs between checkpoints (0: only at the end)")
@@ -187,7 +190,7 @@ class TrainConfig:
             options: dict[str, Any] = {"default": spec.default, "help": spec.metadata["help"], "dest": spec.name}
             if "choices" in spec.metadata:
                 options["choices"] = spec.metadata["choices"]
-            if spec.type in (bool, "bool"):
+            if spec.type in (bool, "bool", "bool | None"):
                 options["action"] = argparse.BooleanOptionalAction
             else:
                 options["type"] = {"int": int, "float": float, "str": str}.get(str(spec.type), spec.type)

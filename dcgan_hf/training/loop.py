@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -14,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -24,13 +25,14 @@ from tqdm.auto import tqdm
 from .. import images as imaging
 from ..data import DeviceBatches, ImageCache, load_cache, synthetic_images
 from ..files import remove_stale_copies, write_atomic
-from ..layout import EMA_COUNTER, TRAINING_STATE_DIR, HubLayout, RunLayout
+from ..layout import EMA_COUNTER, TRAINING_STATE_DIR, CheckpointLayout, HubLayout, RunLayout
 from ..models import Discriminator, Generator, dcgan_init
 from . import artifacts, checkpoint as checkpoints, publish
 from .base_model import BaseModel, load_base_model
 from .config import TrainConfig
 from .distributed import Distributed, setup
 from .ema import EMA
+from .precision import Arithmetic, Choice, choose, time_steps
 from .step import GanStep, StepOptions, make_optimizers
 
 if TYPE_CHECKING:  # imported where used: the pusher with --push-to-hub, Inception with --eval-every
@@ -38,6 +40,8 @@ if TYPE_CHECKING:  # imported where used: the pusher with --push-to-hub, Incepti
     from ..metrics import InceptionFeatures
 
 log = logging.getLogger(__name__)
+
+ARITHMETIC_KEY = "arithmetic"  # in a checkpoint's extra: what `--precision auto` chose
 
 
 @dataclass
@@ -54,6 +58,7 @@ class TrainResult:
     generator: Generator | None = None  # the live weights at the end (no DDP wrapper)
     discriminator: Discriminator | None = None
     ema_generator: Generator | None = None
+    arithmetic: str = ""  # what the step computed in, e.g. "bf16 autocast" (what --precision auto chose)
 
 
 @dataclass
@@ -75,6 +80,7 @@ class Run:
     precision: str
     base: BaseModel | None = None  # --init-from's source, when the run started from one
     extractor: InceptionFeatures | None = None  # the Inception network, loaded at the first evaluation and kept
+    arithmetic: Arithmetic = Arithmetic(bf16=False, channels_last=False)
 
     @property
     def bare_generator(self) -> Generator:
@@ -146,10 +152,58 @@ def _is_main_thread() -> bool:
 
 
 # -- building a run --------------------------------------------------------------------------
-def _precision(config: TrainConfig, device: torch.device) -> tuple[str, torch.dtype | None]:
-    if config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda"):
-        return "bf16 autocast", torch.bfloat16
-    return "fp32", None
+def _choose_arithmetic(config: TrainConfig, layout: Distributed, device: torch.device,
+                       batch_size: int) -> Choice:
+    """``--precision``/``--channels-last`` resolved for this machine; under DDP rank 0 decides for all."""
+    def time_candidates(candidates: list[Arithmetic]) -> dict[Arithmetic, float]:
+        return time_steps(lambda arithmetic: _throwaway_step(config, arithmetic, device, batch_size),
+                                    candidates)
+
+    choice = None
+    if layout.is_main:
+        choice = choose(config.precision, config.channels_last, device,
+                                  recorded=_recorded_arithmetic(config), time_candidates=time_candidates)
+    if layout.enabled:
+        shared = [choice]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        choice = shared[0]
+    assert choice is not None
+    return choice
+
+
+def _throwaway_step(config: TrainConfig, arithmetic: Arithmetic, device: torch.device,
+                    batch_size: int) -> Callable[[], torch.Tensor]:
+    """One step of fresh nets of the run's shape and recipe (no R1 step, no EMA): what the timing measures."""
+    fmt = torch.channels_last if arithmetic.channels_last else torch.contiguous_format
+    generator = Generator(config.nz, config.ngf, 3).to(device, memory_format=fmt).train()
+    discriminator = Discriminator(3, config.ndf).to(device, memory_format=fmt).train()
+    opt_g, opt_d = make_optimizers(generator, discriminator, lr_g=config.lr_g, lr_d=config.lr_d,
+                                   betas=(config.beta1, config.beta2), device=device, graph_safe=False)
+    options = StepOptions(batch_size=batch_size, nz=config.nz, label_smoothing=config.label_smoothing,
+                          loss=config.loss, augment=config.augment, autocast_dtype=arithmetic.autocast_dtype,
+                          channels_last=arithmetic.channels_last)
+    step = GanStep(generator, discriminator, opt_g, opt_d, options,
+                   noise=torch.Generator(device=device).manual_seed(config.seed))
+    real = torch.zeros(batch_size, 3, 64, 64, device=device).contiguous(memory_format=fmt)
+    return lambda: step(real, 1)  # step 1: never a lazy-R1 step
+
+
+def _recorded_arithmetic(config: TrainConfig) -> Arithmetic | None:
+    """What the checkpoint that ``--resume`` names trained with (a Hub resume is read later: None)."""
+    if not config.resume or config.resume == "hub":
+        return None
+    if config.resume == "latest":
+        source = checkpoints.latest(RunLayout(Path(config.output_dir)).checkpoints)
+    else:
+        source = Path(config.resume)
+    state = CheckpointLayout(source).state if source is not None else None
+    if state is None or not state.is_file():
+        return None
+    try:
+        extra = json.loads(state.read_text()).get("extra", {})
+    except (OSError, ValueError, AttributeError):
+        return None  # _restore reports a damaged checkpoint properly
+    return Arithmetic.from_dict(extra.get(ARITHMETIC_KEY) if isinstance(extra, dict) else None)
 
 
 def _load_images(config: TrainConfig, layout: Distributed) -> ImageCache:
@@ -177,11 +231,14 @@ def _build(config: TrainConfig, layout: Distributed, device: torch.device) -> Ru
         torch.set_num_threads(config.threads or max(1, cores // layout.world_size))
     data = _load_images(config, layout)
     on_gpu = device.type == "cuda"
-    channels_last = config.channels_last and on_gpu
+    batch_size = 2 if config.dry_run else config.batch_size
+    choice = _choose_arithmetic(config, layout, device, batch_size)
+    if layout.is_main:
+        log.info("arithmetic: %s (%s)", choice.arithmetic.label, choice.reason)
+    channels_last = choice.arithmetic.channels_last
     images = torch.from_numpy(np.ascontiguousarray(data.images) if on_gpu else np.asarray(data.images))
     if on_gpu:
         images = images.to(device)  # the whole uint8 set lives on the GPU (CelebA: 2.5 GB)
-    batch_size = 2 if config.dry_run else config.batch_size
     batches = DeviceBatches(images, batch_size, seed=config.seed, hflip=config.hflip, rank=layout.rank,
                             world_size=layout.world_size, channels_last=channels_last)
     init = torch.Generator().manual_seed(config.seed)
@@ -203,15 +260,15 @@ def _build(config: TrainConfig, layout: Distributed, device: torch.device) -> Ru
     opt_g, opt_d = make_optimizers(generator, discriminator, lr_g=config.lr_g, lr_d=config.lr_d,
                                    betas=(config.beta1, config.beta2), device=device, graph_safe=use_graph)
     noise = torch.Generator(device=device).manual_seed(config.seed + 1 + layout.rank)
-    precision, autocast_dtype = _precision(config, device)
     step = GanStep(generator, discriminator, opt_g, opt_d,
                    StepOptions(batch_size=batch_size, nz=config.nz, label_smoothing=config.label_smoothing,
                                loss=config.loss, augment=config.augment, r1_gamma=config.r1_gamma,
-                               r1_every=config.r1_every, autocast_dtype=autocast_dtype, channels_last=channels_last, cuda_graph=use_graph),
+                               r1_every=config.r1_every, autocast_dtype=choice.arithmetic.autocast_dtype,
+                               channels_last=channels_last, cuda_graph=use_graph),
                    noise=noise, ema=ema)
     return Run(config, layout, device, data, batches, generator, discriminator, ema, opt_g, opt_d, noise, step,
-               precision + (" + CUDA graph" if use_graph else "") + (" + channels_last" if channels_last else ""),
-               base=base)
+               choice.arithmetic.label + (" + CUDA graph" if use_graph else ""), base=base,
+               arithmetic=choice.arithmetic)
 
 
 # -- checkpoints -------------------------------------------------------------------------------
@@ -226,6 +283,7 @@ def _snapshot(run: Run, progress: checkpoints.Progress) -> checkpoints.Checkpoin
         rng={"noise": run.noise.get_state()},
         ema=({**run.ema.shadow.state_dict(), EMA_COUNTER: run.ema.state_dict()["updates"]}
              if run.ema is not None else None),
+        extra={ARITHMETIC_KEY: run.arithmetic.to_dict()},  # a resumed `--precision auto` run keeps it
     )
 
 
@@ -385,7 +443,8 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
     return TrainResult(out, progress, interrupted, latest_checkpoint, hub_dir if main else None,
                        pushes=list(pushes or []), images_per_second=rate, generator=run.bare_generator,
                        discriminator=run.bare_discriminator,
-                       ema_generator=run.ema.shadow if run.ema is not None else None)
+                       ema_generator=run.ema.shadow if run.ema is not None else None,
+                       arithmetic=run.precision)
 
 
 def _sync_buffers(run: Run) -> None:
