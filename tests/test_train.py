@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def tiny_config(tmp_path: Path, data: Path, **overrides) -> TrainConfig:
     values = dict(data=str(data), output_dir=str(tmp_path / "run"), epochs=2, batch_size=8, ngf=8, ndf=8, nz=16,
                   log_every=2, progress=False, data_cache=str(tmp_path / "cache"), workers=1, threads=1,
-                  ema_decay=0.9, label_smoothing=0.1, hflip=True)
+                  ema_decay=0.9, label_smoothing=0.1, hflip=True,
+                  precision="fp32")  # two fresh runs compared bit for bit: no start-up timing may pick differently
     values.update(overrides)
     return TrainConfig(**values)
 
