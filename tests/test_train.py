@@ -169,7 +169,7 @@ def test_end_of_epoch_decisions(epochs, where, done, stopping, evaluated, expect
                                                        num_generated=num, num_real=2))
     end = _epoch_end(config, progress, epochs=epochs, max_steps=config.max_steps, epoch_done=done,
                      stopping=stopping)
-    assert end == EpochEnd(*expected)
+    assert end == EpochEnd(*expected, watch=done)  # the watchdog and the history file: whole epochs only
 
 
 def test_resume_refuses_a_different_architecture(tmp_path, faces):
@@ -240,12 +240,14 @@ def test_progress_json_is_unchanged_and_old_checkpoints_load(tmp_path):
            "metrics": [{"epoch": 1, "step": 6, "fid": 50.0, "kid_mean": 0.02, "kid_std": 0.001, "num_generated": 8,
                         "num_real": 10}]}
     progress = checkpoints.Progress.from_dict(old)
-    assert progress.metrics[0].fid == 50.0 and json.dumps(progress.to_dict()) == json.dumps(old)
+    written = progress.to_dict()
+    assert progress.metrics[0].fid == 50.0 and json.dumps({key: written[key] for key in old}) == json.dumps(old)
+    assert (written["bad_steps"], written["bad_in_a_row"], written["health"]) == (0, 0, [])  # later keys: defaults
     weights = {"w": torch.zeros(2)}
     saved = checkpoints.save(tmp_path, checkpoints.Checkpoint(
         progress, {}, "fp", weights, weights, {"g": {"state": {}, "param_groups": []}},
         {"noise": torch.zeros(8, dtype=torch.uint8)}))
-    assert json.loads((saved / "state.json").read_text())["progress"] == old
+    assert json.loads((saved / "state.json").read_text())["progress"] == written
     assert checkpoints.load(saved).progress == progress
     assert checkpoints.Progress.from_dict({k: v for k, v in old.items() if k != "seconds"}).seconds == 0.0
     with pytest.raises(ValueError, match="unreadable progress"):
