@@ -37,7 +37,7 @@ from .decoding import decode_or_reason
 from .devices import resolve_device
 from .files import write_atomic
 from .hub import load_generator
-from .metrics import (MEMORIZATION_FLAG, EvalDependencyError, FeatureCache, InceptionFeatures, Memorization, fid, kid,
+from .metrics import (MEMORIZATION_FLAG, NEIGHBOURS, EvalDependencyError, FeatureCache, InceptionFeatures, Memorization, fid, kid,
                       memorization, precision_recall)
 from .models import ModelLoadError
 from .sampling import sample
@@ -253,7 +253,8 @@ def evaluate(
         generated_batches(generator, num, extractor.batch_size), total=num, description="generated", progress=progress
     )
     kid_value = kid(fake_feats, real_feats, kid_subsets, kid_subset_size, device=extractor.device)
-    quality = precision_recall(real_feats, fake_feats)
+    # k-NN balls need more than k images on each side (tiny smoke evaluations have fewer)
+    quality = precision_recall(real_feats, fake_feats) if min(len(real_feats), len(fake_feats)) > NEIGHBOURS else None
     copies: Memorization | None = None
     if train is not None:
         train_feats = real_features(train, extractor, cache, progress=progress, description="training images")
@@ -265,8 +266,8 @@ def evaluate(
         num_generated=num,
         num_real=len(real_images),
         seconds=time.perf_counter() - started,
-        precision=quality.precision,
-        recall=quality.recall,
+        precision=quality.precision if quality else None,
+        recall=quality.recall if quality else None,
         memorized=copies.share if copies else None,
         memorization_ratio=copies.ratio if copies else None,
         num_train=copies.num_train if copies else None,
