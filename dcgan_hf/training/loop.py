@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .. import epoch_history, images as imaging
-from ..data import DeviceBatches, ImageCache, load_cache, synthetic_images
+from ..data import DataError, DeviceBatches, ImageCache, load_cache, synthetic_images
 from ..files import remove_stale_copies, write_atomic
 from ..finite import NonFiniteError
 from ..layout import BEST_TAG, EMA_COUNTER, TRAINING_STATE_DIR, HubLayout, RunLayout
@@ -168,7 +168,12 @@ def _check_eval_inputs(config: TrainConfig) -> None:
     from ..metrics import inception_weights_path
 
     inception_weights_path()
-    RealImages.open(config.eval_real)
+    try:
+        RealImages.open(config.eval_real)
+    except DataError:
+        raise
+    except ValueError as error:  # e.g. a single image: FID needs two
+        raise DataError(f"--eval-real: {error}") from error
 
 
 # -- building a run --------------------------------------------------------------------------
