@@ -495,9 +495,11 @@ def _stop_everywhere(stop: StopRequest, layout: Distributed, device: torch.devic
     """Under DDP all ranks must leave the loop at the same step, whichever got the signal (or saw a collapse)."""
     if not layout.enabled:
         return bool(stop)
-    flag = torch.tensor([1.0 if stop else 0.0], device=device)
-    torch.distributed.all_reduce(flag)
-    if flag.item() > 0 and not stop:
+    flag = torch.tensor([2.0 if stop.reason else 1.0 if stop else 0.0], device=device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    if flag.item() == 2.0 and not stop.reason:
+        stop.reason = "collapse"  # rank 0's watchdog: every rank ends the same way (not "interrupted")
+    elif flag.item() > 0 and not stop:
         stop.signal = signal.SIGTERM
     return bool(stop)
 
@@ -645,6 +647,10 @@ def _publish(run: Run, progress: checkpoints.Progress, paths: RunLayout, checkpo
     config = run.config
     if writer is not None:
         writer.flush()
+    if progress.metrics:  # drawn again here: a resume may have dropped rows the file still shows
+        artifacts.plot_metrics(progress.metrics, run.batches.batch_size * run.layout.world_size, paths.metrics_plot)
+    else:
+        paths.metrics_plot.unlink(missing_ok=True)
     card = publish.card_inputs(
         config, progress, images_per_step=run.batches.batch_size * run.layout.world_size,
         image_count=len(run.data), hardware=publish.hardware_name(run.device, run.layout.world_size),
