@@ -720,3 +720,21 @@ def test_resuming_an_earlier_checkpoint_sets_the_later_ones_aside(tmp_path, face
     assert checkpoints.latest(run / "checkpoints").name == "checkpoint-000000012"  # --resume latest follows the branch
     with pytest.raises(FileNotFoundError, match="--resume best: no best checkpoint"):
         train(tiny_config(tmp_path, faces, epochs=2, resume="best"))
+
+
+def test_a_checkpoint_of_a_foreach_adam_loads_into_the_fused_one_and_it_stays_fused():
+    """Checkpoints written before the guard (foreach Adam on the CPU) resume with the guard's fused Adam."""
+    from dcgan_hf.training.step import load_optimizer_state
+
+    old_weight = torch.nn.Parameter(torch.ones(3))
+    old = torch.optim.Adam([old_weight], lr=0.1)
+    old_weight.grad = torch.ones(3)
+    old.step()
+    weight = torch.nn.Parameter(old_weight.detach().clone())
+    fused = torch.optim.Adam([weight], lr=0.1, fused=True)
+    load_optimizer_state(fused, old.state_dict())
+    assert fused.param_groups[0]["fused"] is True and fused.param_groups[0]["lr"] == 0.1
+    fused.grad_scale, fused.found_inf = None, torch.ones(())  # what the guard sets on a bad step
+    weight.grad = torch.full((3,), float("nan"))
+    fused.step()
+    assert torch.equal(weight, old_weight) and float(fused.state[weight]["step"]) == 1.0  # skipped, count kept

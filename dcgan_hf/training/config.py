@@ -89,7 +89,8 @@ class TrainConfig:
     channels_last: bool = _opt(True, "NHWC memory layout on CUDA (ignored on the CPU)")
     threads: int = _opt(0, "CPU intra-op threads (0: all cores, or cores/ranks under torchrun)")
     log_every: int = _opt(50, "steps between loss logs")
-    checkpoint_every: int = _opt(1, "epochs between checkpoints (0: only at the end)")
+    checkpoint_every: int = _opt(1, "epochs between checkpoints (0: only at the end); a run killed without warning "
+                                 "loses at most this many epochs (SIGINT/SIGTERM checkpoint at once)")
     keep_checkpoints: int = _opt(3, "how many recent checkpoints to keep (the best one, with --eval-every, is kept "
                                  "apart in best/ and never rotated away)")
     resume: str = _opt("", "'latest' (in output-dir), 'best' (the lowest-FID checkpoint in output-dir/best), a "
