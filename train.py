@@ -7,6 +7,8 @@
     python train.py --dry-run                            # smoke test on synthetic images
 
 Every flag is a field of dcgan_hf.training.TrainConfig; this file only parses and runs.
+Exit status: 0 done, 2 an error (one ``error:`` line), 3 a Hub push failed, 4 the collapse
+watchdog stopped the run, 130 interrupted (resume with ``--resume latest``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,15 @@ import sys
 
 from dcgan_hf.data import DataError
 from dcgan_hf.devices import DeviceError
+from dcgan_hf.finite import NonFiniteError
 from dcgan_hf.hf_datasets import DatasetSourceError
+from dcgan_hf.metrics import EvalDependencyError
 from dcgan_hf.models import ModelLoadError
 from dcgan_hf.training import TrainConfig, train
+from dcgan_hf.training.loop import TrainingDiverged
+from dcgan_hf.training.resume_check import ResumeMismatch
+
+EXIT_ERROR, EXIT_PUSH_FAILED, EXIT_COLLAPSE, EXIT_INTERRUPTED = 2, 3, 4, 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,17 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig.from_args(argv)
     try:
         result = train(config)
-    except (DataError, DatasetSourceError, DeviceError, FileNotFoundError, ModelLoadError) as error:
-        # no usable images, no disk space, an unusable --data / --init-from source or --device: one line, no traceback
+    except (DataError, DatasetSourceError, DeviceError, FileNotFoundError, ModelLoadError, ResumeMismatch,
+            EvalDependencyError, TrainingDiverged, NonFiniteError) as error:
+        # no usable images, no disk space, an unusable --data / --init-from / --resume source or --device, a resume
+        # that would change the recipe or data, a run whose steps stay non-finite: one line, no traceback
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     if result.interrupted:
-        return 130
+        return EXIT_INTERRUPTED
+    if result.stopped == "collapse":
+        logging.getLogger("train").warning("stopped by the collapse watchdog; the checkpoints from before the "
+                                           "collapse are in %s", result.output_dir)
+        return EXIT_COLLAPSE
     failed = [push for push in result.pushes if not push.ok]
     if failed:
         logging.getLogger("train").error("%d Hub push(es) failed; the local results are in %s",
                                          len(failed), result.output_dir)
-        return 3
+        return EXIT_PUSH_FAILED
     return 0
 
 

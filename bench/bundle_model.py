@@ -1,14 +1,16 @@
 #!/usr/bin/env python
 """Publish a training run's checkpoint as the bundled model, evaluated with the README's protocol.
 
-    python bench/bundle_model.py RUN_DIR --real ../shared/data/celeba64/val [--checkpoint PATH]
+    python bench/bundle_model.py RUN_DIR --real ../shared/data/celeba64/val [--checkpoint PATH | best]
 
 What it does, in order:
-1. takes the run's newest checkpoint written at the end of an epoch (or ``--checkpoint``):
+1. takes the run's newest checkpoint written at the end of an epoch (or ``--checkpoint``;
+   ``best``: the run's lowest-FID checkpoint, ``RUN_DIR/best``, kept with ``--eval-every``):
    its EMA generator (BatchNorm statistics recalibrated, as published), its discriminator,
    its config and progress;
-2. evaluates the generator with ``--num`` (default 5,000) samples against ``--real`` and adds
-   that row to the run's FID curve;
+2. evaluates the generator with ``--num`` (default 5,000) samples against ``--real`` (FID, KID,
+   precision/recall, and the memorization check against ``--train-num`` of the run's training
+   images) and adds that row to the run's FID curve (``fid.png`` and the card's table);
 3. rebuilds the Hub folder exactly as training publishes it (``publish.build_hub_folder``:
    generator + card at the root, ``discriminator/`` beside it; no ``training_state/`` or
    ``runs/``, which stay out of git for size), with the card naming ``--repo-id`` (the repo
@@ -35,7 +37,7 @@ import torch  # noqa: E402
 
 from dcgan_hf import Discriminator, Generator  # noqa: E402
 from dcgan_hf.data import load_cache  # noqa: E402
-from dcgan_hf.evaluate import evaluate  # noqa: E402
+from dcgan_hf.evaluate import DecodedImages, evaluate  # noqa: E402
 from dcgan_hf.hub import BUNDLED_MODEL, BUNDLED_REPO_ID  # noqa: E402
 from dcgan_hf.layout import EMA_COUNTER, CheckpointLayout, RunLayout  # noqa: E402
 from dcgan_hf.serving import evenly_spaced  # noqa: E402
@@ -59,7 +61,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="a train.py --output-dir")
     parser.add_argument("--real", required=True, help="real images for FID/KID (other identities than training)")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the newest epoch-end checkpoint")
+    parser.add_argument("--checkpoint", default=None,
+                        help="a checkpoint folder, or best (RUN/best); default: the newest epoch-end checkpoint")
+    parser.add_argument("--train-num", type=int, default=5000,
+                        help="training images the memorization check compares with (0: no check)")
     parser.add_argument("--num", type=int, default=5000, help="generated images for the FID (default 5000)")
     parser.add_argument("--out", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--repo-id", default=BUNDLED_REPO_ID, help="the repo the card's usage snippet names")
@@ -68,7 +73,10 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     run = RunLayout(args.run)
-    path = args.checkpoint or epoch_end_checkpoint(run)
+    path = run.best if args.checkpoint == "best" else Path(args.checkpoint) if args.checkpoint \
+        else epoch_end_checkpoint(run)
+    if not checkpoints.is_complete(path):
+        raise SystemExit(f"no complete checkpoint at {path}")
     saved = checkpoints.load(path)
     config = TrainConfig.from_dict(saved.config)
     progress = saved.progress
@@ -82,23 +90,28 @@ def main() -> int:
     print(f"checkpoint {path}: epoch {progress.epoch}, step {progress.step}, "
           f"{progress.step * config.batch_size:,} images seen", flush=True)
 
-    result = evaluate(generator, args.real, num=args.num, progress=False)
+    data = load_cache(config.data, progress=False) if config.data else None
+    train = DecodedImages(data.images, data.content, args.train_num) if data is not None and args.train_num else None
+    result = evaluate(generator, args.real, num=args.num, progress=False, train=train)
     print(result.describe(), flush=True)
     progress.metrics.append(EvalRecord(epoch=progress.epoch, step=progress.step, fid=result.fid,
                                        kid_mean=result.kid_mean, kid_std=result.kid_std,
-                                       num_generated=result.num_generated, num_real=result.num_real))
+                                       num_generated=result.num_generated, num_real=result.num_real,
+                                       precision=result.precision, recall=result.recall, memorized=result.memorized,
+                                       memorization_ratio=result.memorization_ratio, num_train=result.num_train))
     config = TrainConfig.from_dict({**config.to_dict(), "eval_real": args.real})
-    image_count = len(load_cache(config.data, progress=False)) if config.data else config.synthetic
+    image_count = len(data) if data is not None else config.synthetic
     threads = config.threads or torch.get_num_threads()
     card = publish.card_inputs(config, progress, images_per_step=config.batch_size, image_count=image_count,
                                hardware=f"CPU ({threads} thread{'s' if threads != 1 else ''})",
                                precision="fp32", repo_id=args.repo_id)
     with tempfile.TemporaryDirectory() as scratch:
-        extras = {name: Path(scratch) / name for name in ("samples.png", "progress.gif", "loss.png")}
+        extras = {name: Path(scratch) / name for name in ("samples.png", "progress.gif", "loss.png", "fid.png")}
         artifacts.sample_grid(generator).save(extras["samples.png"])
         # a long run has one 512×512 frame per epoch (~0.23 MB each): git gets an evenly spaced few
         artifacts.write_progress_gif(evenly_spaced(run.epoch_grids(), PROGRESS_FRAMES), extras["progress.gif"])
         artifacts.plot_losses(progress.history, extras["loss.png"])
+        artifacts.plot_metrics(progress.metrics, config.batch_size, extras["fid.png"])
         publish.build_hub_folder(args.out, generator=generator, discriminator=discriminator, checkpoint=None,
                                  tensorboard_dir=None, extras=extras, card=card)
     cli = [sys.executable, "-m", "dcgan_hf", "generate", "--model", str(args.out)]

@@ -72,7 +72,17 @@ logits = D(images)  # images: float (N, {{ config.nc }}, 64, 64) in [-1, 1]; sig
 |---|---|---|
 {% for m in metrics %}| {{ m.name }} | {{ m.value }} | {{ m.protocol | default("", true) }} |
 {% endfor %}{% else %}No metrics recorded yet (`python -m dcgan_hf evaluate --model … --real …` computes FID and KID).
-{% endif %}
+{% endif %}{% if memorization_note %}
+{{ memorization_note }}
+{% endif %}{% if metric_curve or metric_history %}
+### Over training
+
+{% if metric_curve %}![FID and KID against images seen]({{ metric_curve }})
+
+{% endif %}{% if metric_history %}| epoch | images seen | FID | KID ×1000 | precision | recall | generated vs real |
+|---|---|---|---|---|---|---|
+{% for row in metric_history %}| {{ row.epoch }} | {{ row.images }} | {{ row.fid }} | {{ row.kid }} | {{ row.precision }} | {{ row.recall }} | {{ row.protocol }} |
+{% endfor %}{% endif %}{% endif %}
 ## Training
 
 {% if training %}| | |
@@ -134,6 +144,9 @@ def render(
     data_notice: str | None = None,
     datasets: Sequence[str] | str | None = None,
     base_model: str | None = None,
+    metric_curve: str | None = None,
+    metric_history: Sequence[Mapping[str, Any]] = (),
+    memorization_note: str | None = None,
 ) -> ModelCard:
     """Fill the template for ``model`` (a Generator or Discriminator).
 
@@ -143,6 +156,8 @@ def render(
     (see :func:`fid_kid_rows` for the keys that make them ``model-index`` eval results);
     ``training`` is shown as a two-column table; ``datasets`` (Hub dataset ids trained on) and
     ``base_model`` (the model a run was initialised from, a repo id) go into the metadata.
+    ``metric_curve`` (a PNG in the repo) and ``metric_history`` (rows of :func:`history_rows`)
+    show every evaluation of a training run; ``memorization_note`` states the copy check.
     """
     info = type(model)._hub_mixin_info
     rows = [dict(row) for row in metrics]
@@ -167,6 +182,9 @@ def render(
         training=dict(training or {}),
         notes=notes,
         data_notice=data_notice,
+        metric_curve=metric_curve,
+        metric_history=[dict(row) for row in metric_history],
+        memorization_note=memorization_note,
     )
 
 
@@ -257,6 +275,37 @@ def fid_kid_rows(
          "score": float(kid_mean * 1000), **common,
          "args": {**common["args"], "kid_std_x1000": round(float(kid_std * 1000), 4)}},
     ]
+
+
+def quality_rows(
+    *, precision: float | None, recall: float | None, memorized: float | None, memorization_ratio: float | None,
+    num_train: int | None, num_generated: int, num_real: int,
+) -> list[dict[str, Any]]:
+    """Precision/recall and the memorization check as card table rows (not model-index results)."""
+    rows: list[dict[str, Any]] = []
+    protocol = f"{num_generated} generated vs {num_real} real images, {FEATURES}, k = 3"
+    if precision is not None and recall is not None:
+        rows.append({"name": "Precision", "value": f"{precision:.3f}", "protocol": protocol})
+        rows.append({"name": "Recall", "value": f"{recall:.3f}", "protocol": protocol})
+    if memorized is not None and memorization_ratio is not None:
+        rows.append({"name": "Memorization", "value": f"{memorized:.2%} of samples",
+                     "protocol": f"nearer one of {num_train:,} training images than any of the {num_real} held-out "
+                                 f"images is; median distance ratio {memorization_ratio:.2f}"})
+    return rows
+
+
+def memorization_note(memorized: float | None, memorization_ratio: float | None, num_train: int | None,
+                      flag: float) -> str | None:
+    """The card's sentence on copies: CelebA may not be redistributed, and a copying model would redistribute it."""
+    if memorized is None or memorization_ratio is None:
+        return None
+    verdict = ("**More samples than expected sit on training images: this model may reproduce training faces.**"
+               if memorized > flag else "No sign of copied training images.")
+    return (f"**Memorization check.** CelebA's terms forbid redistributing its images, and a generator that copies "
+            f"training faces would do exactly that. For each generated sample we find its nearest of {num_train:,} "
+            f"training images in Inception feature space: {memorized:.2%} of the samples are nearer a training image "
+            f"than any held-out real face is, and their median nearest-training distance is {memorization_ratio:.2f}× "
+            f"that of the held-out faces (< 1 means samples hug the training set). {verdict}")
 
 
 def _slug(text: str) -> str:

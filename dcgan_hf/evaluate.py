@@ -7,6 +7,11 @@ models are compared on the same latents); real images are the first ``num_real``
 sorted order, seen through the training transform (short side to 64, centre crop 64).
 Real-set features are cached on disk, keyed by the files' names, sizes and mtimes.
 :func:`evaluate` is what training calls; :func:`main` is the command line.
+
+Besides FID and KID, every evaluation reports improved precision and recall (k = 3) on the
+same features, and, given training images (``--train``; training passes its own), a
+memorization check: CelebA's terms forbid redistributing its images, and a generator that
+copies training faces would do exactly that (:func:`dcgan_hf.metrics.memorization`).
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from .decoding import decode_or_reason
 from .devices import resolve_device
 from .files import write_atomic
 from .hub import load_generator
-from .metrics import EvalDependencyError, FeatureCache, InceptionFeatures, fid, kid
+from .metrics import (MEMORIZATION_FLAG, NEIGHBOURS, EvalDependencyError, FeatureCache, InceptionFeatures, Memorization, fid, kid,
+                      memorization, precision_recall)
 from .models import ModelLoadError
 from .sampling import sample
 
@@ -41,7 +47,7 @@ IMAGE_SIZE = 64
 
 @dataclass(frozen=True)
 class EvalResult:
-    """FID and KID of one evaluation, and what they were measured on."""
+    """FID, KID, precision/recall and (with training images) memorization of one evaluation."""
 
     fid: float
     kid_mean: float
@@ -49,17 +55,32 @@ class EvalResult:
     num_generated: int
     num_real: int
     seconds: float
+    precision: float | None = None
+    recall: float | None = None
+    memorized: float | None = None  # share of samples nearer a training image than any real (held-out) image
+    memorization_ratio: float | None = None  # median nearest-training distance, samples / held-out images
+    num_train: int | None = None
+
+    @property
+    def memorization_flagged(self) -> bool:
+        """More than :data:`~dcgan_hf.metrics.MEMORIZATION_FLAG` of the samples nearer a training image than any
+        held-out image is: likely copies."""
+        return self.memorized is not None and self.memorized > MEMORIZATION_FLAG
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON ``--json`` writes (these keys, in this order)."""
         return dataclasses.asdict(self)
 
     def describe(self) -> str:
-        """One human line, e.g. ``FID 23.41  KID×1000 12.3 ± 1.1  (10000 generated vs 4740 real, 123 s)``."""
-        return (
-            f"FID {self.fid:.2f}  KID×1000 {self.kid_mean * 1000:.1f} ± {self.kid_std * 1000:.1f}  "
-            f"({self.num_generated} generated vs {self.num_real} real, {self.seconds:.0f} s)"
-        )
+        """One human line, e.g. ``FID 23.41  KID×1000 12.3 ± 1.1  precision 0.71  recall 0.45  (…)``."""
+        parts = [f"FID {self.fid:.2f}", f"KID×1000 {self.kid_mean * 1000:.1f} ± {self.kid_std * 1000:.1f}"]
+        if self.precision is not None and self.recall is not None:
+            parts.append(f"precision {self.precision:.3f}  recall {self.recall:.3f}")
+        if self.memorized is not None and self.memorization_ratio is not None:
+            parts.append(f"memorized {self.memorized:.2%} (NN-distance ratio {self.memorization_ratio:.2f} vs "
+                         f"{self.num_train} training images)" + (" FLAGGED: likely copies of training images"
+                                                                  if self.memorization_flagged else ""))
+        return "  ".join(parts) + f"  ({self.num_generated} generated vs {self.num_real} real, {self.seconds:.0f} s)"
 
 
 @dataclass(frozen=True)
@@ -74,12 +95,21 @@ class RealImages:
     files: ImageSource
 
     @classmethod
-    def open(cls, path: str | os.PathLike, limit: int | None = None, split: str = "valid") -> RealImages:
-        """List (not decode) a folder (recursive), a zip, or a CelebA root's ``split`` partition."""
+    def open(cls, path: str | os.PathLike, limit: int | None = None, split: str = "valid",
+             spread: bool = False) -> RealImages:
+        """List (not decode) a folder (recursive), a zip, or a CelebA root's ``split`` partition.
+
+        ``limit`` keeps the first ``limit`` files, or with ``spread`` at most ``limit`` evenly spaced
+        ones (training images for the memorization check: CelebA's sorted names group identities).
+        """
         if limit is not None and limit < 2:
             raise ValueError(f"need at least 2 real images, got num_real={limit}")
         files = find_images(path, split)
-        if limit is not None:
+        if limit is not None and spread:
+            picks = spaced_indices(len(files.names), limit)
+            files = dataclasses.replace(files, names=tuple(files.names[i] for i in picks),
+                                        stamps=tuple(files.stamps[i] for i in picks))
+        elif limit is not None:
             if len(files.names) < limit:
                 raise ValueError(f"{files.root} holds only {len(files.names)} images, fewer than num_real={limit}")
             files = dataclasses.replace(files, names=files.names[:limit], stamps=files.stamps[:limit])
@@ -117,22 +147,65 @@ class RealImages:
             raise ValueError(f"cannot read real image {self.root / name}: {decoded}")
         return decoded
 
+    def describe(self) -> str:
+        return f"{len(self)} images from {self.root}"
+
+
+def spaced_indices(count: int, limit: int) -> list[int]:
+    """At most ``limit`` indices of ``range(count)``, evenly spaced, first and last included."""
+    if count <= limit:
+        return list(range(count))
+    return sorted({round(index * (count - 1) / (limit - 1)) for index in range(limit)})
+
+
+@dataclass(frozen=True)
+class DecodedImages:
+    """Images already decoded (a training run's uint8 cache, (N, 64, 64, 3)): evenly spaced ``limit`` of them.
+
+    ``content`` (the cache's content hash) keys their cached features, so they are computed once per dataset.
+    """
+
+    images: np.ndarray
+    content: str
+    limit: int
+
+    @property
+    def picks(self) -> list[int]:
+        return spaced_indices(len(self.images), self.limit)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"decoded:{self.content}:{len(self.images)}:spaced"
+
+    def __len__(self) -> int:
+        return len(self.picks)
+
+    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        picks = self.picks
+        for start in range(0, len(picks), batch_size):
+            rows = np.asarray(self.images[picks[start : start + batch_size]])
+            yield torch.from_numpy(rows).permute(0, 3, 1, 2).contiguous()
+
+    def describe(self) -> str:
+        return f"{len(self)} training images (content {self.content})"
+
 
 def real_features(
-    real: RealImages,
+    real: RealImages | DecodedImages,
     extractor: InceptionFeatures,
     cache: FeatureCache | None = None,
     progress: bool = True,
+    description: str = "real images",
 ) -> np.ndarray:
     """Features of the real images, from ``cache`` when it holds them (else computed and stored)."""
     key = FeatureCache.key(real.fingerprint, len(real), extractor.fingerprint)
     if cache is not None and (cached := cache.load(key)) is not None:
         return cached
     features = extractor.extract(
-        real.batches(extractor.batch_size), total=len(real), description="real images", progress=progress
+        real.batches(extractor.batch_size), total=len(real), description=description, progress=progress
     )
     if cache is not None:
-        cache.save(key, features, description=f"{len(real)} images from {real.root}")
+        cache.save(key, features, description=real.describe())
     return features
 
 
@@ -157,12 +230,15 @@ def evaluate(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     progress: bool = True,
+    train: RealImages | DecodedImages | None = None,
 ) -> EvalResult:
-    """FID and KID of ``generator`` (seeds 0 … num-1) against the real images.
+    """FID, KID, precision and recall of ``generator`` (seeds 0 … num-1) against the real images.
 
     Pass a long-lived ``extractor`` when evaluating repeatedly (training) to load the
     Inception network once; otherwise one is made on ``device`` (default: the
     generator's). ``real_split`` only matters for a CelebA root (see ``dcgan_hf.data``).
+    ``train`` (training images; their features are cached like the real ones) adds the
+    memorization check, with the real images as the held-out set.
     """
     started = time.perf_counter()
     if num < 2:
@@ -177,6 +253,12 @@ def evaluate(
         generated_batches(generator, num, extractor.batch_size), total=num, description="generated", progress=progress
     )
     kid_value = kid(fake_feats, real_feats, kid_subsets, kid_subset_size, device=extractor.device)
+    # k-NN balls need more than k images on each side (tiny smoke evaluations have fewer)
+    quality = precision_recall(real_feats, fake_feats) if min(len(real_feats), len(fake_feats)) > NEIGHBOURS else None
+    copies: Memorization | None = None
+    if train is not None:
+        train_feats = real_features(train, extractor, cache, progress=progress, description="training images")
+        copies = memorization(fake_feats, train_feats, real_feats)
     return EvalResult(
         fid=fid(fake_feats, real_feats),
         kid_mean=kid_value.mean,
@@ -184,6 +266,11 @@ def evaluate(
         num_generated=num,
         num_real=len(real_images),
         seconds=time.perf_counter() - started,
+        precision=quality.precision if quality else None,
+        recall=quality.recall if quality else None,
+        memorized=copies.share if copies else None,
+        memorization_ratio=copies.ratio if copies else None,
+        num_train=copies.num_train if copies else None,
     )
 
 
@@ -212,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (default: cuda if available)")
     parser.add_argument("--cache-dir", default=None, help="real-feature cache (default ~/.cache/dcgan_hf/fid)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the real-feature cache")
+    parser.add_argument("--train", default=None,
+                        help="the training images (folder or zip): adds the memorization check (samples nearer a "
+                             "training image than any --real image is; needs --real to hold other people)")
+    parser.add_argument("--train-num", type=_positive, default=5000,
+                        help="training images (evenly spaced) to compare with (default 5000; features cached)")
     parser.add_argument("--kid-subsets", type=_positive, default=100, help="KID subsets (default 100)")
     parser.add_argument("--kid-subset-size", type=_positive, default=1000, help="KID subset size (default 1000)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT",
@@ -226,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         device = resolve_device(args.device)
         real_images = RealImages.open(args.real, args.num_real, args.real_split)
+        train_images = RealImages.open(args.train, args.train_num, "train", spread=True) if args.train else None
         extractor = InceptionFeatures(device=device, batch_size=args.batch_size)
         generator = load_generator(args.model, device=device)
         result = evaluate(
@@ -238,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             kid_subsets=args.kid_subsets,
             kid_subset_size=args.kid_subset_size,
             progress=not args.quiet,
+            train=train_images,
         )
     except (EvalDependencyError, ModelLoadError, ValueError, OSError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)

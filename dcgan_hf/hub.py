@@ -201,6 +201,7 @@ class _PushJob:
     tag: str | None
     message: str
     staging: Path  # a private copy of the folder, deleted once the push has ended
+    moved_tags: tuple[str, ...] = ()  # tags moved to this push's commit (e.g. "best")
 
     @property
     def folder(self) -> Path:
@@ -251,15 +252,21 @@ class HubPusher:
         self._worker = threading.Thread(target=self._run, name=f"hub-pusher:{repo_id}", daemon=True)
         self._worker.start()
 
-    def push(self, folder: str | os.PathLike, *, tag: str | None = None, message: str | None = None) -> None:
-        """Queue a snapshot of ``folder`` (copied now, so the caller may keep writing into it)."""
+    def push(self, folder: str | os.PathLike, *, tag: str | None = None, message: str | None = None,
+             moved_tags: Sequence[str] = ()) -> None:
+        """Queue a snapshot of ``folder`` (copied now, so the caller may keep writing into it).
+
+        ``tag`` is created on the push's commit (kept if it exists); each of ``moved_tags``
+        (``best``) is moved there from wherever it pointed.
+        """
         if self._closed:
             raise RuntimeError(f"this HubPusher for {self.repo_id} is closed")
         source = Path(folder)
         if not source.is_dir():
             raise NotADirectoryError(f"nothing to push: {source} is not a folder")
-        if tag is not None and (not GIT_TAG.fullmatch(tag) or ".." in tag or tag.endswith((".lock", "/"))):
-            raise ValueError(f"invalid tag {tag!r}: use letters, digits and . _ - / (e.g. 'epoch-5')")
+        for name in ([tag] if tag is not None else []) + list(moved_tags):
+            if not GIT_TAG.fullmatch(name) or ".." in name or name.endswith((".lock", "/")):
+                raise ValueError(f"invalid tag {name!r}: use letters, digits and . _ - / (e.g. 'epoch-5')")
         self._queued += 1
         label = tag or message or f"push {self._queued}"
         staging = Path(tempfile.mkdtemp(prefix="dcgan-hf-push-"))
@@ -272,7 +279,7 @@ class HubPusher:
             with self._lock:
                 self._results.append(PushResult(label, tag, None, 0, reason))
             return
-        job = _PushJob(label, tag, message or f"Upload {label}", staging)
+        job = _PushJob(label, tag, message or f"Upload {label}", staging, tuple(moved_tags))
         with self._lock:
             self._unfinished.append(job)
         self._jobs.put(job)
@@ -324,7 +331,8 @@ class HubPusher:
                 if not self._repo_ready:
                     self._api.create_repo(self.repo_id, private=self.private, exist_ok=True)
                     self._repo_ready = True
-                commit = publish_folder(self._api, self.repo_id, job.folder, message=job.message, tag=job.tag)
+                commit = publish_folder(self._api, self.repo_id, job.folder, message=job.message, tag=job.tag,
+                                        moved_tags=job.moved_tags)
             except Exception as error:  # noqa: BLE001 - any failure (network, HTTP, disk) must not reach training
                 reason = self._redact(error)
                 if attempt == self.attempts or self._cancelled.is_set():

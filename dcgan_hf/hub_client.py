@@ -105,12 +105,14 @@ def publish_folder(
     message: str,
     tag: str | None = None,
     delete_patterns: str | Sequence[str] | None = None,
+    moved_tags: Sequence[str] = (),
 ) -> str:
     """Upload ``folder`` to the repo's main branch as one commit, tag that commit; return its sha.
 
     The tag points at the commit this upload made (not at whatever ``main`` is by then), so
     ``from_pretrained(repo_id, revision=tag)`` gets exactly this folder. An existing tag is
-    left as it is (a retried push must not fail on its own earlier tag).
+    left as it is (a retried push must not fail on its own earlier tag). Each of
+    ``moved_tags`` (e.g. ``best``) is deleted wherever it was and created on this commit.
     """
     patterns = [delete_patterns] if isinstance(delete_patterns, str) else delete_patterns
     commit = api.upload_folder(
@@ -121,4 +123,18 @@ def publish_folder(
     )
     if tag is not None:
         api.create_tag(repo_id, tag=tag, revision=commit.oid, exist_ok=True)
+    for name in moved_tags:
+        move_tag(api, repo_id, name, commit.oid)
     return commit.oid
+
+
+def move_tag(api: HfApi, repo_id: str, tag: str, revision: str) -> None:
+    """Point ``tag`` at ``revision``: delete it where it is (if anywhere), create it again (git tags do not move)."""
+    try:
+        api.delete_tag(repo_id, tag=tag)
+    except RevisionNotFoundError:
+        pass  # the first time: nothing to move
+    except HfHubHTTPError as error:
+        if getattr(error.response, "status_code", None) != 404:
+            raise
+    api.create_tag(repo_id, tag=tag, revision=revision, exist_ok=True)

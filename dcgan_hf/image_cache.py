@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import hashlib
 import json
 import logging
 import math
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 1  # bump when the transform or the file layout changes
 CACHE_STAGING = "*.npy.*.tmp-*"  # <key>.npy.<random>.tmp-<pid>: a cache being written
 MAX_CHUNK = 256  # items per decode task: enough to amortise the IPC, few enough to keep every core busy
+HASH_BLOCK_BYTES = 64 * 2**20  # content hashing reads the images in blocks of this size
 PR_SET_PDEATHSIG = 1  # from linux/prctl.h
 
 
@@ -48,15 +50,39 @@ class DataError(ValueError):
 
 @dataclass
 class ImageCache:
-    """The decoded images of one source: uint8 (N, H, W, 3), memory-mapped from disk."""
+    """The decoded images of one source: uint8 (N, H, W, 3), memory-mapped from disk.
+
+    ``fingerprint`` is the cache's key: cheap to compute before decoding, from the source's file
+    names, sizes and mtimes (or a Hub commit), so the same files copied to another machine get
+    another one. ``content`` is a hash of the decoded pixels themselves: equal exactly when a run
+    sees the same images in the same order, wherever the files live (what resuming compares).
+    """
 
     images: np.ndarray
     fingerprint: str
     source: str
     skipped: list[str] = field(default_factory=list)
+    content: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.content:
+            self.content = content_fingerprint(self.images)
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+
+def content_fingerprint(images: np.ndarray) -> str:
+    """A hash of uint8 images (N, H, W, C): their shape and every pixel, read in blocks.
+
+    SHA-256 runs at ~1.5 GB/s here: ~0.3 s for the 37,290 CelebA faces (458 MB); a cache
+    stores it in its ``.json`` so this happens once per cache.
+    """
+    digest = hashlib.sha256(f"{images.dtype}{tuple(images.shape)}".encode())
+    rows = max(1, HASH_BLOCK_BYTES // max(1, images[:1].nbytes))
+    for start in range(0, len(images), rows):
+        digest.update(np.ascontiguousarray(images[start : start + rows]).data)
+    return digest.hexdigest()[:24]
 
 
 @dataclass(frozen=True)
@@ -93,7 +119,12 @@ def reuse(cache_dir: str | os.PathLike | None, key: str, *, unit: str = "files")
     source, skipped = meta.get("source", ""), meta.get("skipped", [])
     log.info("reusing image cache %s (%d images from %s)", array_path, len(images), source)
     report_skipped(skipped, len(images), source, unit)
-    return ImageCache(images, key, source, skipped)
+    content = meta.get("content") if meta.get("content_count") == len(images) else None
+    if content is None:  # a cache written before content hashes: hash it once and remember
+        content = content_fingerprint(images)
+        with contextlib.suppress(OSError):  # a read-only cache folder: hashed again next time
+            write_atomic(meta_path, json.dumps({**meta, "content": content, "content_count": len(images)}, indent=1))
+    return ImageCache(images, key, source, skipped, content=content)
 
 
 def build(
@@ -118,10 +149,12 @@ def build(
     images, unreadable = _write_array(decoding, array_path, resolution, workers or len(os.sched_getaffinity(0)),
                                       progress)
     notes = list(skipped) + unreadable
-    description = {**meta, "count": len(images), "resolution": resolution, "skipped": notes, "format": CACHE_FORMAT}
+    content = content_fingerprint(images)
+    description = {**meta, "count": len(images), "resolution": resolution, "skipped": notes, "format": CACHE_FORMAT,
+                   "content": content, "content_count": len(images)}
     write_atomic(meta_path, json.dumps(description, indent=1))
     report_skipped(notes, len(images), decoding.label, decoding.unit)
-    return ImageCache(images, key, meta["source"], notes)
+    return ImageCache(images, key, meta["source"], notes, content=content)
 
 
 def report_skipped(skipped: Sequence[str], used: int, source: str, unit: str = "files") -> None:

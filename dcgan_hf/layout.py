@@ -23,10 +23,12 @@ MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)  # what save_pretrained wri
 SAMPLES_FILE = "samples.png"  # the latest fixed-seed grid (also at the run folder's root)
 PROGRESS_FILE = "progress.gif"  # the grids of every epoch as one animation (likewise)
 LOSS_FILE = "loss.png"  # the loss plot (likewise)
-PUBLISHED_FILES = (SAMPLES_FILE, PROGRESS_FILE, LOSS_FILE)  # run-folder pictures a training push carries
+METRICS_FILE = "fid.png"  # FID and KID against images seen, from every evaluation of the run (likewise)
+PUBLISHED_FILES = (SAMPLES_FILE, PROGRESS_FILE, LOSS_FILE, METRICS_FILE)  # run-folder pictures a push carries
 DISCRIMINATOR_DIR = "discriminator"  # the discriminator: a model folder of its own
 TRAINING_STATE_DIR = "training_state"  # the latest checkpoint: enough to resume from the Hub
 RUNS_DIR = "runs"  # TensorBoard event files, which the Hub plots
+BEST_TAG = "best"  # the Hub tag on the push of the lowest-FID epoch (moved when a better one comes)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,25 @@ class RunLayout:
     def hub(self) -> Path:
         """The folder a push uploads (see :class:`HubLayout`)."""
         return self.root / "hub"
+
+    @property
+    def best(self) -> Path:
+        """The checkpoint with the lowest FID so far (with --eval-every): a checkpoint folder, never rotated."""
+        return self.root / "best"
+
+    @property
+    def abandoned(self) -> Path:
+        """Checkpoints newer than the one a run was resumed from, moved out of the way (never deleted)."""
+        return self.root / "abandoned"
+
+    @property
+    def history(self) -> Path:
+        """Each epoch's generator in float16 (``dcgan_hf.epoch_history``)."""
+        return self.root / "history"
+
+    @property
+    def metrics_plot(self) -> Path:
+        return self.root / METRICS_FILE
 
     @property
     def sample_grid(self) -> Path:

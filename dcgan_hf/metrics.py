@@ -294,6 +294,107 @@ def kid(
     return KID(float(mmd.mean()), float(mmd.std(correction=0)))
 
 
+# -- precision, recall and memorization (same Inception features, no extra forward pass) ----------
+NEIGHBOURS = 3  # k of Kynkäänniemi et al. 2019, as in their paper and the prdc package
+DISTANCE_BLOCK_ENTRIES = 2**23  # float64 distances held at once: 64 MB, whatever the set sizes
+MEMORIZATION_FLAG = 0.01  # more than 1 % of samples nearer a training image than any held-out image: flagged
+
+
+class PrecisionRecall(NamedTuple):
+    """Improved precision (samples inside the real manifold) and recall (real images inside the generated one)."""
+
+    precision: float
+    recall: float
+
+
+class Memorization(NamedTuple):
+    """How close samples come to the training images, measured against held-out real images.
+
+    ``share``: samples nearer a training image than any held-out image is (copies score 0
+    distance); ``ratio``: median nearest-training-image distance of the samples over that of
+    the held-out images (< 1: samples hug the training set more closely than new faces do).
+    """
+
+    share: float
+    ratio: float
+    num_train: int
+
+    @property
+    def flagged(self) -> bool:
+        return self.share > MEMORIZATION_FLAG
+
+
+def _block_rows(columns: int) -> int:
+    return max(1, DISTANCE_BLOCK_ENTRIES // max(1, columns))
+
+
+def _distance_blocks(a: torch.Tensor, b: torch.Tensor) -> Iterable[tuple[int, torch.Tensor]]:
+    """Euclidean distances of ``a``'s rows to all of ``b``'s, a block of rows at a time (bounded memory)."""
+    b_norms = b.square().sum(1)
+    for start in range(0, a.shape[0], _block_rows(b.shape[0])):
+        rows = a[start : start + _block_rows(b.shape[0])]
+        squared = rows.square().sum(1)[:, None] + b_norms[None, :] - 2.0 * rows @ b.T
+        yield start, squared.clamp_(min=0.0).sqrt_()
+
+
+def _as_tensor(features: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
+    return torch.from_numpy(_as_features(features, name))
+
+
+def neighbour_radii(features: np.ndarray | torch.Tensor, k: int = NEIGHBOURS) -> torch.Tensor:
+    """Each row's distance to its k-th nearest other row (the radius of its ball in the manifold estimate)."""
+    rows = _as_tensor(features, "features")
+    if rows.shape[0] <= k:
+        raise ValueError(f"need more than k={k} feature rows, got {rows.shape[0]}")
+    radii = torch.empty(rows.shape[0], dtype=rows.dtype)
+    for start, block in _distance_blocks(rows, rows):
+        # the smallest distance is the row to itself (0): the k-th neighbour is the (k+1)-th smallest
+        radii[start : start + block.shape[0]] = block.topk(k + 1, dim=1, largest=False).values[:, k]
+    return radii
+
+
+def _inside(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+    """For each point: whether it lies in some centre's ball (distance ≤ that centre's radius)."""
+    inside = torch.empty(points.shape[0], dtype=torch.bool)
+    for start, block in _distance_blocks(points, centres):
+        inside[start : start + block.shape[0]] = (block <= radii[None, :]).any(1)
+    return inside
+
+
+def precision_recall(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor,
+                     k: int = NEIGHBOURS) -> PrecisionRecall:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN balls, in float64.
+
+    Precision: the share of generated samples inside the union of the real images' balls
+    (each of radius = distance to its k-th nearest real neighbour); recall: the share of real
+    images inside the generated samples' balls. Distances are computed in blocks of rows, so
+    memory stays at :data:`DISTANCE_BLOCK_ENTRIES` floats however many features there are.
+    """
+    real_t, fake_t = (torch.from_numpy(x) for x in _check_pair(real, fake))
+    precision = _inside(fake_t, real_t, neighbour_radii(real_t, k)).double().mean()
+    recall = _inside(real_t, fake_t, neighbour_radii(fake_t, k)).double().mean()
+    return PrecisionRecall(float(precision), float(recall))
+
+
+def nearest_distances(points: np.ndarray | torch.Tensor, reference: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Each point's distance to its nearest reference row, in blocks."""
+    points_t, reference_t = (torch.from_numpy(x) for x in _check_pair(points, reference))
+    nearest = torch.empty(points_t.shape[0], dtype=points_t.dtype)
+    for start, block in _distance_blocks(points_t, reference_t):
+        nearest[start : start + block.shape[0]] = block.min(1).values
+    return nearest
+
+
+def memorization(fake: np.ndarray | torch.Tensor, train: np.ndarray | torch.Tensor,
+                 held_out: np.ndarray | torch.Tensor) -> Memorization:
+    """Compare each sample's nearest training image with how near held-out real images come to the training set."""
+    to_fake = nearest_distances(fake, train)
+    to_held = nearest_distances(held_out, train)
+    share = (to_fake < to_held.min()).double().mean()
+    ratio = torch.quantile(to_fake, 0.5) / torch.quantile(to_held, 0.5).clamp(min=1e-12)
+    return Memorization(float(share), float(ratio), len(train))
+
+
 class FeatureCache:
     """Real-set features on disk, one ``.npz`` per (image source, count, extractor).
 

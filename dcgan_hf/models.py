@@ -22,6 +22,7 @@ from torch import nn
 
 from . import card as model_card
 from .errors import ModelLoadError
+from .finite import require_finite
 from .hub_client import download_file, ensure_repo
 from .layout import CONFIG_FILE, WEIGHTS_FILE, HubLayout
 
@@ -366,8 +367,10 @@ class _HubModel(nn.Module):
         """The mixin's ``save_pretrained``, with a card whose usage snippet loads from where the model is.
 
         Pushing (``push_to_hub=True``) names the repo (created first, so its full id is known);
-        a local save names the folder.
+        a local save names the folder. Weights holding NaN or inf are refused before anything
+        is written (:class:`dcgan_hf.finite.NonFiniteError`): no folder or push ever carries them.
         """
+        require_finite(self.state_dict(), f"{type(self).__name__} weights")
         card = dict(model_card_kwargs or {})
         name = Path(save_directory).name
         card.setdefault("local_path", None if name.startswith(".") else name)  # hidden: a staging folder

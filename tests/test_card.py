@@ -154,3 +154,37 @@ def test_the_bundled_card_carries_its_metrics_as_model_index():
     assert f"| KID ×1000 | {values['kid']:.2f} ± " in card.text
     assert values["fid"] < 114.83  # better than the model it replaced (README, "The bundled model")
     assert "## Limitations" in card.text and "## Citation" in card.text
+
+
+def test_a_run_card_shows_every_evaluation_as_a_curve_and_a_table(tmp_path):
+    """card_inputs → build_hub_folder: the FID/KID plot beside the card, one table row per evaluation, P/R and the
+    memorization check of the latest, and model-index entries for FID and KID only."""
+    from dcgan_hf.training import artifacts
+    from dcgan_hf.training.checkpoint import EvalRecord, Progress
+    from dcgan_hf.training.config import TrainConfig
+
+    config = TrainConfig(data="/data/celeba64/train", eval_real="/data/celeba64/val", eval_every=5, batch_size=64)
+    progress = Progress(epoch=10, step=5820, metrics=[
+        EvalRecord(epoch=5, step=2910, fid=99.56, kid_mean=0.09638, kid_std=0.00131, num_generated=2000, num_real=4740),
+        EvalRecord(epoch=10, step=5820, fid=69.66, kid_mean=0.06125, kid_std=0.00106, num_generated=2000,
+                   num_real=4740, precision=0.6123, recall=0.2871, memorized=0.0, memorization_ratio=1.18,
+                   num_train=5000)])
+    card = publish.card_inputs(config, progress, images_per_step=64, image_count=37290, hardware="CPU",
+                               precision="fp32")
+    plot = tmp_path / "fid.png"
+    artifacts.plot_metrics(progress.metrics, 64, plot)
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    folder = publish.build_hub_folder(tmp_path / "hub", generator=Generator(ngf=8), discriminator=Discriminator(ndf=8),
+                                      checkpoint=None, tensorboard_dir=None, extras={"fid.png": plot}, card=card)
+    text = (folder / "README.md").read_text()
+    assert (folder / "fid.png").is_file() and "![FID and KID against images seen](fid.png)" in text
+    assert "| 5 | 186,240 | 99.56 | 96.38 ± 1.31 |  |  | 2,000 vs 4,740 |" in text  # before P/R existed: blank
+    assert "| 10 | 372,480 | 69.66 | 61.25 ± 1.06 | 0.612 | 0.287 | 2,000 vs 4,740 |" in text
+    assert "| Precision | 0.612 |" in text and "| Recall | 0.287 |" in text
+    assert "| Memorization | 0.00% of samples | nearer one of 5,000 training images" in text
+    assert "No sign of copied training images." in text
+    loaded = ModelCard.load(folder / "README.md")
+    assert sorted(result.metric_type for result in loaded.data.eval_results) == ["fid", "kid"]
+    bare = publish.build_hub_folder(tmp_path / "bare", generator=Generator(ngf=8), discriminator=Discriminator(ndf=8),
+                                    checkpoint=None, tensorboard_dir=None, extras={}, card=card)
+    assert "](fid.png)" not in (bare / "README.md").read_text()  # no picture promised that is not there

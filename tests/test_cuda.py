@@ -93,3 +93,53 @@ def test_train_loop_on_gpu_with_graph(tmp_path):
     cpu = sample(G, range(8))
     gpu = sample(G.to("cuda"), range(8))
     assert (cpu.int() - gpu.int()).abs().max() <= 2  # same latents, other kernels: ±1-2 levels at most
+
+
+def test_the_non_finite_guard_works_inside_the_graph():
+    """The guard's flags, BN restores, EMA mask and counters are recorded in the graph: no host sync per step."""
+    from dcgan_hf.training.step import STATS
+
+    step, G = build(graph=True, autocast=torch.bfloat16, channels_last=True, batch=32, r1_gamma=0.1, r1_every=2)
+    D = step.discriminator
+    real = (torch.rand(32, 3, 64, 64, device="cuda") * 2 - 1).contiguous(memory_format=torch.channels_last)
+    for index in range(8):  # warm-up and capture of both graphs, on healthy weights
+        assert step(real, index)[-1] == 0.0
+    assert set(step._graphs) == {False, True}
+    with torch.no_grad():  # finite weights whose activations overflow: every replay must change nothing
+        for parameter in D.parameters():
+            if parameter.dim() == 4:
+                parameter.mul_(1e10)
+    before = {**{f"G.{k}": v.clone() for k, v in G.state_dict().items()},
+              **{f"D.{k}": v.clone() for k, v in D.state_dict().items()},
+              **{f"ema.{k}": v.clone() for k, v in step.ema.shadow.state_dict().items()},
+              **{f"opt_d.{i}.{k}": v.clone() for i, s in enumerate(step.opt_d.state.values()) for k, v in s.items()},
+              **{f"opt_g.{i}.{k}": v.clone() for i, s in enumerate(step.opt_g.state.values()) for k, v in s.items()}}
+    stats = torch.stack([step(real, index) for index in range(8, 14)])  # replays, with and without R1
+    torch.cuda.synchronize()
+    assert (stats[:, STATS.index("bad")] == 1.0).all() and torch.isfinite(stats).all()
+    after = {**{f"G.{k}": v for k, v in G.state_dict().items()}, **{f"D.{k}": v for k, v in D.state_dict().items()},
+             **{f"ema.{k}": v for k, v in step.ema.shadow.state_dict().items()},
+             **{f"opt_d.{i}.{k}": v for i, s in enumerate(step.opt_d.state.values()) for k, v in s.items()},
+             **{f"opt_g.{i}.{k}": v for i, s in enumerate(step.opt_g.state.values()) for k, v in s.items()}}
+    changed = [key for key in before if not torch.equal(before[key], after[key])]
+    assert not changed, changed
+    assert step.bad_steps_in_a_row() == (6, 6)
+    with torch.no_grad():
+        for parameter in D.parameters():
+            if parameter.dim() == 4:
+                parameter.div_(1e10)
+    assert step(real, 14)[-1] == 0.0 and step.bad_steps_in_a_row() == (0, 6)  # healthy again: applied
+
+
+def test_train_loop_on_gpu_stops_when_steps_stay_non_finite(tmp_path):
+    """The issue's reproduction on the GPU path (graph + bf16): one clear error, nothing written."""
+    from dcgan_hf.hub import BUNDLED_MODEL
+    from dcgan_hf.training.loop import TrainingDiverged
+    from test_train import scaled_copy
+
+    broken = scaled_copy(BUNDLED_MODEL, tmp_path / "broken", 1e10)
+    config = TrainConfig(synthetic=1024, output_dir=str(tmp_path / "run"), epochs=1, batch_size=64, ngf=32, ndf=32,
+                         progress=False, init_from=str(broken), max_bad_steps=8, r1_gamma=0.0)
+    with pytest.raises(TrainingDiverged, match="8 training steps in a row"):
+        train(config)
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "hub").exists()

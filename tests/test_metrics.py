@@ -335,11 +335,13 @@ def test_cli_prints_fid_and_kid_and_writes_json(tmp_path, capsys):
                  "--batch-size", "32", "--cache-dir", str(tmp_path / "cache"), "--json", str(out), "--quiet"])
     assert code == 0
     line = capsys.readouterr().out.strip()
-    match = re.fullmatch(r"FID (\S+)  KID×1000 (\S+) ± (\S+)  \(16 generated vs 4 real, \d+ s\)", line)
+    match = re.fullmatch(r"FID (\S+)  KID×1000 (\S+) ± (\S+)  precision (\S+)  recall (\S+)  "
+                         r"\(16 generated vs 4 real, \d+ s\)", line)
     assert match, line
     saved = json.loads(out.read_text())
-    assert list(saved) == ["fid", "kid_mean", "kid_std", "num_generated", "num_real", "seconds", "model", "real",
-                           "device"]
+    assert list(saved) == ["fid", "kid_mean", "kid_std", "num_generated", "num_real", "seconds", "precision", "recall",
+                           "memorized", "memorization_ratio", "num_train", "model", "real", "device"]
+    assert float(match.group(4)) == pytest.approx(saved["precision"], abs=5e-4) and saved["memorized"] is None
     assert (saved["num_generated"], saved["num_real"], saved["model"]) == (16, 4, str(model))
     assert float(match.group(1)) == pytest.approx(saved["fid"], abs=0.005)
     assert float(match.group(2)) == pytest.approx(saved["kid_mean"] * 1000, abs=0.05)
@@ -356,3 +358,81 @@ def test_python_dash_m_entry_point(repo_root):
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.startswith("usage: python -m dcgan_hf evaluate ")
     assert "--model" in completed.stdout and "--num-real" in completed.stdout
+
+
+# -- precision, recall, memorization (issue 15) -------------------------------------------------
+def reference_precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Kynkäänniemi et al. 2019 written out directly, one point at a time: no blocks, no matrix tricks."""
+    def to_all(point, points):
+        return np.sqrt(((points - point) ** 2).sum(1))
+
+    real_radii = np.array([np.sort(to_all(r, real))[k] for r in real])  # [0] is the point itself
+    fake_radii = np.array([np.sort(to_all(f, fake))[k] for f in fake])
+    precision = np.mean([(to_all(f, real) <= real_radii).any() for f in fake])
+    recall = np.mean([(to_all(r, fake) <= fake_radii).any() for r in real])
+    return float(precision), float(recall)
+
+
+def test_precision_and_recall_of_identical_sets_are_one():
+    from dcgan_hf.metrics import precision_recall
+
+    features = np.random.default_rng(0).normal(size=(50, 16))
+    assert precision_recall(features, features.copy()) == (1.0, 1.0)
+
+
+def test_precision_and_recall_match_a_direct_computation_on_random_features():
+    from dcgan_hf.metrics import DISTANCE_BLOCK_ENTRIES, precision_recall
+
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(3000, 8))
+    fake = rng.normal(loc=0.4, scale=1.3, size=(2900, 8))  # partly off the real manifold
+    assert 3000 * 3000 > DISTANCE_BLOCK_ENTRIES  # the blocked code really works in several blocks here
+    ours = precision_recall(real, fake)
+    assert ours == pytest.approx(reference_precision_recall(real, fake), abs=1e-12)
+    assert 0.3 < ours.precision < 0.9 < ours.recall < 1.0  # the wider fake set covers the real one, not vice versa
+    shifted = precision_recall(real, real + 10.0)  # disjoint sets: nothing of one lies in the other
+    assert shifted == (0.0, 0.0)
+
+
+def reference_memorization(fake, train, held_out):
+    def nearest(a, b):
+        return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)).min(1)
+
+    to_fake, to_held = nearest(fake, train), nearest(held_out, train)
+    return float(np.mean(to_fake < to_held.min())), float(np.median(to_fake) / np.median(to_held))
+
+
+def test_memorization_flags_planted_copies_of_training_images():
+    from dcgan_hf.metrics import memorization
+
+    rng = np.random.default_rng(2)
+    train, held_out, fake = rng.normal(size=(300, 16)), rng.normal(size=(300, 16)), rng.normal(size=(100, 16))
+    honest = memorization(fake, train, held_out)  # drawn like the held-out set: ~1/301 of it nearer by chance
+    assert not honest.flagged and honest.share <= 0.01 and 0.8 < honest.ratio < 1.25
+    assert (honest.share, honest.ratio) == pytest.approx(reference_memorization(fake, train, held_out), abs=1e-9)
+    copied = fake.copy()
+    copied[:10] = train[rng.choice(300, 10, replace=False)]  # 10 % exact copies
+    caught = memorization(copied, train, held_out)
+    assert caught.flagged and caught.share == pytest.approx(0.1) and caught.num_train == 300
+    assert (caught.share, caught.ratio) == pytest.approx(reference_memorization(copied, train, held_out), abs=1e-9)
+
+
+@needs_extra
+def test_cli_memorization_check_flags_a_generator_that_copies_its_training_images(tmp_path, capsys):
+    """The training folder holds the very images the generator draws for seeds 0–7: copies, flagged."""
+    from dcgan_hf import sample
+
+    model = tmp_path / "model"
+    generator = Generator(ngf=8)
+    generator.save_pretrained(model)
+    train_dir, real = tmp_path / "train", tmp_path / "real"
+    write_pngs(train_dir, torch.cat([sample(generator, range(8)), random_images(8, seed=3)]))
+    write_pngs(real, random_images(8, seed=4))
+    out = tmp_path / "eval.json"
+    code = main(["--model", str(model), "--real", str(real), "--train", str(train_dir), "--num", "8", "--device",
+                 "cpu", "--cache-dir", str(tmp_path / "cache"), "--json", str(out), "--quiet"])
+    assert code == 0
+    line = capsys.readouterr().out
+    assert "memorized 100.00%" in line and "FLAGGED" in line and "vs 16 training images" in line, line
+    saved = json.loads(out.read_text())
+    assert saved["memorized"] == 1.0 and saved["memorization_ratio"] < 0.01 and saved["num_train"] == 16

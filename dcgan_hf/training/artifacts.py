@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ FIXED_SEEDS = tuple(range(64))  # the "fixed noise": the same seeds the app and 
 
 def sample_grid(generator: nn.Module, seeds: Sequence[int] = FIXED_SEEDS) -> Image.Image:
     """An 8×8 grid of ``seeds`` from ``generator`` (eval mode; training mode is restored)."""
-    return imaging.grid_image(render(generator, latents(list(seeds), generator.nz)), nrow=8)
+    return grid_of(fixed_seed_samples(generator, seeds))
 
 
 def write_progress_gif(grids: Sequence[Path], path: Path, duration_ms: int = 400) -> None:
@@ -59,6 +59,50 @@ def plot_losses(history: Sequence[dict[str, float]], path: Path) -> None:
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
     write_atomic(path, buffer.getvalue())
+
+
+def plot_metrics(metrics: Sequence[Any], images_per_step: int, path: Path) -> None:
+    """FID and KID×1000 against images seen, one point per evaluation (``EvalRecord`` rows), as a PNG.
+
+    Evaluations of different protocols (generated/real counts) are separate lines: their
+    numbers are not comparable.
+    """
+    if not metrics:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, (fid_axis, kid_axis) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    for protocol in sorted({row.protocol for row in metrics}):
+        rows = [row for row in metrics if row.protocol == protocol]
+        images = [row.step * images_per_step for row in rows]
+        label = f"{protocol[0]:,} generated vs {protocol[1]:,} real"
+        fid_axis.plot(images, [row.fid for row in rows], marker="o", label=label)
+        kid_axis.errorbar(images, [row.kid_mean * 1000 for row in rows], yerr=[row.kid_std * 1000 for row in rows],
+                          marker="o", capsize=3, label=label)
+    fid_axis.set_ylabel("FID (lower is better)")
+    kid_axis.set_ylabel("KID ×1000")
+    kid_axis.set_xlabel("images seen")
+    fid_axis.legend(fontsize="small")
+    for axis in (fid_axis, kid_axis):
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    plt.close(figure)
+    write_atomic(path, buffer.getvalue())
+
+
+def fixed_seed_samples(generator: nn.Module, seeds: Sequence[int] = FIXED_SEEDS) -> torch.Tensor:
+    """uint8 (N, C, 64, 64) images of ``seeds``: the epoch grid's content, and what the watchdog measures."""
+    return render(generator, latents(list(seeds), generator.nz))
+
+
+def grid_of(images: torch.Tensor) -> Image.Image:
+    """The 8-wide grid of :func:`fixed_seed_samples`' images."""
+    return imaging.grid_image(images, nrow=8)
 
 
 def grid_tensor(image: Image.Image) -> torch.Tensor:

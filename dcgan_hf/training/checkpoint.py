@@ -20,7 +20,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..files import remove_stale, replace_folder
+from ..finite import require_all_finite
 from ..layout import CHECKPOINT_PREFIX, CHECKPOINT_STATE, CheckpointLayout, complete_checkpoints
+from .watchdog import EpochHealth
 
 PREFIX = CHECKPOINT_PREFIX
 STATE_FILE = CHECKPOINT_STATE  # written last: a folder holding it is a complete checkpoint
@@ -29,7 +31,11 @@ FORMAT = 1
 
 @dataclass(frozen=True)
 class EvalRecord:
-    """One FID/KID evaluation during training, as ``state.json`` keeps it (these keys, in this order)."""
+    """One evaluation during training, as ``state.json`` keeps it (these keys, in this order).
+
+    The last five are None in records written before they existed, or when not measured
+    (no training features to compare with); ``to_dict`` leaves None values out.
+    """
 
     epoch: int
     step: int
@@ -38,6 +44,19 @@ class EvalRecord:
     kid_std: float
     num_generated: int
     num_real: int
+    precision: float | None = None  # improved precision (Kynkäänniemi et al. 2019, k = 3)
+    recall: float | None = None
+    memorized: float | None = None  # share of samples closer to a training image than any held-out image is
+    memorization_ratio: float | None = None  # median NN distance to training images: generated / held-out
+    num_train: int | None = None  # training images the memorization check compared with
+
+    @property
+    def protocol(self) -> tuple[int, int]:
+        """What makes two FIDs comparable: generated and real image counts."""
+        return self.num_generated, self.num_real
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
 
 
 @dataclass
@@ -50,16 +69,22 @@ class Progress:
     seconds: float = 0.0  # training wall time over all sessions of the run (resumes included)
     history: list[dict[str, float]] = field(default_factory=list)  # one row per log interval
     metrics: list[EvalRecord] = field(default_factory=list)  # one per evaluation
+    bad_steps: int = 0  # steps the non-finite guard skipped, over the whole run
+    bad_in_a_row: int = 0  # of which the latest, unbroken run (reaching --max-bad-steps stops training)
+    health: list[EpochHealth] = field(default_factory=list)  # the collapse watchdog's row per epoch
 
     def to_dict(self) -> dict[str, Any]:
-        """What ``state.json`` holds: plain JSON, every evaluation as an object."""
-        return dataclasses.asdict(self)
+        """What ``state.json`` holds: plain JSON, every evaluation and watchdog row as an object."""
+        values = {key: getattr(self, key) for key in ("epoch", "batch", "step", "seconds", "history")}
+        return {**values, "metrics": [row.to_dict() for row in self.metrics], "bad_steps": self.bad_steps,
+                "bad_in_a_row": self.bad_in_a_row, "health": [row.to_dict() for row in self.health]}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Progress":
-        """Read :meth:`to_dict`'s JSON back (checkpoints older than ``seconds`` lack it: 0)."""
+        """Read :meth:`to_dict`'s JSON back (older checkpoints lack the later keys: their defaults)."""
         try:
-            return cls(**{**values, "metrics": [EvalRecord(**row) for row in values.get("metrics", [])]})
+            return cls(**{**values, "metrics": [EvalRecord(**row) for row in values.get("metrics", [])],
+                          "health": [EpochHealth.from_dict(row) for row in values.get("health", [])]})
         except TypeError as error:  # a missing or unknown key
             raise ValueError(f"unreadable progress ({error})") from error
 
@@ -77,6 +102,10 @@ class Checkpoint:
     rng: dict[str, torch.Tensor]  # generator name → get_state()
     ema: dict[str, torch.Tensor] | None = None  # shadow weights + "updates"
     extra: dict[str, Any] = field(default_factory=dict)
+    # the decoded images' own hash (ImageCache.content) and count; None in checkpoints written before them,
+    # whose data_fingerprint alone (file names, sizes and mtimes) differs on every machine
+    data_content: str | None = None
+    data_count: int | None = None
 
 
 def name_for(step: int) -> str:
@@ -96,12 +125,24 @@ def save(folder: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     final = Path(folder) / name_for(checkpoint.progress.step)
     if is_complete(final):
         return final  # the same step is already saved; its content cannot differ
+    return save_as(final, checkpoint)
+
+
+def save_as(final: str | os.PathLike, checkpoint: Checkpoint) -> Path:
+    """Write ``checkpoint`` to exactly the folder ``final`` (replacing it whole, atomically).
+
+    Every tensor is checked first: a checkpoint holding NaN or inf is never written
+    (:class:`dcgan_hf.finite.NonFiniteError`), so the previous one stays the newest.
+    """
+    final = Path(final)
+    optimizer_tensors, optimizer_meta = {}, {}
+    for key, state in checkpoint.optimizers.items():
+        tensors, meta = _split_optimizer_state(state)
+        optimizer_tensors.update({f"{key}.{name}": value for name, value in tensors.items()})
+        optimizer_meta[key] = meta
+    require_all_finite([("the generator", checkpoint.generator), ("the discriminator", checkpoint.discriminator),
+                        ("the EMA generator", checkpoint.ema or {}), ("the optimizer states", optimizer_tensors)])
     with replace_folder(final, durable=True) as tmp:
-        optimizer_tensors, optimizer_meta = {}, {}
-        for key, state in checkpoint.optimizers.items():
-            tensors, meta = _split_optimizer_state(state)
-            optimizer_tensors.update({f"{key}.{name}": value for name, value in tensors.items()})
-            optimizer_meta[key] = meta
         files = CheckpointLayout(tmp)
         _save_tensors(files.generator, checkpoint.generator)
         _save_tensors(files.discriminator, checkpoint.discriminator)
@@ -114,6 +155,8 @@ def save(folder: str | os.PathLike, checkpoint: Checkpoint) -> Path:
             "progress": checkpoint.progress.to_dict(),
             "config": checkpoint.config,
             "data_fingerprint": checkpoint.data_fingerprint,
+            "data_content": checkpoint.data_content,
+            "data_count": checkpoint.data_count,
             "optimizers": optimizer_meta,
             "has_ema": checkpoint.ema is not None,
             "extra": checkpoint.extra,
@@ -152,6 +195,8 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpo
             rng=load_file(str(files.rng)),
             ema=load_file(str(files.ema), device=device) if state["has_ema"] else None,
             extra=state.get("extra", {}),
+            data_content=state.get("data_content"),
+            data_count=state.get("data_count"),
         )
     except (OSError, KeyError, ValueError) as error:
         raise ValueError(f"{path}: damaged checkpoint ({error})") from error
@@ -165,6 +210,43 @@ def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
 def latest(folder: str | os.PathLike) -> Path | None:
     found = list_checkpoints(folder)
     return found[-1] if found else None
+
+
+def step_of(path: str | os.PathLike) -> int:
+    """The step a ``checkpoint-<step>`` folder was taken at (from its name)."""
+    return int(Path(path).name[len(PREFIX):])
+
+
+def set_aside_newer(folder: str | os.PathLike, step: int, destination: str | os.PathLike) -> list[Path]:
+    """Move ``folder``'s checkpoints taken after ``step`` into ``destination`` (never deleted; return the new paths).
+
+    A run resumed from an earlier checkpoint (``--resume best``, a path) leaves them behind as
+    another branch: left in place, ``--resume latest`` would pick them and rotation would keep
+    them instead of the run's new ones.
+    """
+    moved = []
+    for path in list_checkpoints(folder):
+        if step_of(path) > step:
+            target = Path(destination) / path.name
+            suffix = 1
+            while target.exists():
+                target, suffix = Path(destination) / f"{path.name}.{suffix}", suffix + 1
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            moved.append(target)
+    return moved
+
+
+def is_new_best(metrics: list[EvalRecord]) -> bool:
+    """Whether the last evaluation has the lowest FID of the run among those with its protocol.
+
+    FIDs at different sample counts are not comparable: a new protocol starts a new comparison.
+    """
+    if not metrics:
+        return False
+    last = metrics[-1]
+    earlier = [row.fid for row in metrics[:-1] if row.protocol == last.protocol]
+    return not earlier or last.fid < min(earlier)
 
 
 def prune(folder: str | os.PathLike, keep: int) -> list[Path]:

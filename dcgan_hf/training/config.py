@@ -92,9 +92,21 @@ class TrainConfig:
                                       "auto's start-up timing finds it faster")
     threads: int = _opt(0, "CPU intra-op threads (0: all cores, or cores/ranks under torchrun)")
     log_every: int = _opt(50, "steps between loss logs")
-    checkpoint_every: int = _opt(1, "epochs between checkpoints (0: only at the end)")
-    keep_checkpoints: int = _opt(3, "how many recent checkpoints to keep")
-    resume: str = _opt("", "'latest' (in output-dir), a checkpoint folder, or 'hub' (from --push-to-hub's repo)")
+    checkpoint_every: int = _opt(1, "epochs between checkpoints (0: only at the end); a run killed without warning "
+                                 "loses at most this many epochs (SIGINT/SIGTERM checkpoint at once)")
+    keep_checkpoints: int = _opt(3, "how many recent checkpoints to keep (the best one, with --eval-every, is kept "
+                                 "apart in best/ and never rotated away)")
+    resume: str = _opt("", "'latest' (in output-dir), 'best' (the lowest-FID checkpoint in output-dir/best), a "
+                       "checkpoint folder, or 'hub' (from --push-to-hub's repo)")
+    allow_changes: bool = _opt(False, "resume even though the recipe or the training images differ from the "
+                               "checkpoint's (without it such a resume lists the differences and stops)")
+    max_bad_steps: int = _opt(20, "stop with an error after this many steps in a row whose losses or gradients "
+                              "were not finite (each is skipped: weights, optimizers, EMA and BN statistics stay)")
+    on_collapse: str = _opt("stop", "what the collapse watchdog does when an epoch looks collapsed (sample "
+                            "diversity halved, or D saturated): stop (end cleanly, keeping the checkpoints "
+                            "from before) or warn", choices=("stop", "warn"))
+    epoch_history: bool = _opt(True, "save each epoch's EMA generator in float16 as history/epoch-NNNNNN.safetensors "
+                               "(~2 MB at width 32; never rotated away)")
     push_to_hub: str = _opt("", "Hub repo id to publish to, e.g. user/dcgan-celeba")
     hub_private: bool = _opt(False, "create the Hub repo as private")
     hub_every: int = _opt(1, "epochs between Hub pushes (the last epoch is always pushed)")
@@ -102,6 +114,8 @@ class TrainConfig:
     eval_every: int = _opt(0, "epochs between FID/KID evaluations (0: off; needs dcgan_hf[eval])")
     eval_real: str = _opt("", "real images for FID/KID (folder or zip; use other identities than --data)")
     eval_num: int = _opt(2000, "generated images per evaluation")
+    eval_train_num: int = _opt(5000, "training images (evenly spaced) the memorization check compares samples with; "
+                               "their Inception features are computed once per dataset and cached (0: no check)")
     data_cache: str = _opt("", "folder for decoded-image caches (default ~/.cache/dcgan_hf/data)")
     workers: int = _opt(0, "processes decoding images the first time (0: all cores)")
     progress: bool = _opt(True, "show tqdm progress bars")
@@ -112,13 +126,15 @@ class TrainConfig:
         not_finite = [spec.name for spec in fields(self)
                       if spec.type in (float, "float") and not math.isfinite(getattr(self, spec.name))]
         problems += [f"--{_flag(name)} must be a finite number, got {getattr(self, name)}" for name in not_finite]
-        for name in ("epochs", "batch_size", "log_every", "keep_checkpoints", "hub_every", "eval_num", "r1_every"):
+        for name in ("epochs", "batch_size", "log_every", "keep_checkpoints", "hub_every", "eval_num", "r1_every",
+                     "max_bad_steps"):
             if getattr(self, name) < 1:
                 problems.append(f"--{_flag(name)} must be ≥ 1")
         for name in ("nz", "ngf", "ndf"):  # the models' own bounds (dcgan_hf.models.SIZE_LIMITS)
             if not 1 <= getattr(self, name) <= SIZE_LIMITS[name]:
                 problems.append(f"--{_flag(name)} must be in [1, {SIZE_LIMITS[name]}]")
-        for name in ("synthetic", "max_steps", "checkpoint_every", "eval_every", "workers", "threads", "ema_start"):
+        for name in ("synthetic", "max_steps", "checkpoint_every", "eval_every", "workers", "threads", "ema_start",
+                     "eval_train_num"):
             if getattr(self, name) < 0:
                 problems.append(f"--{_flag(name)} must be ≥ 0")
         for name in ("lr_g", "lr_d"):
@@ -135,6 +151,8 @@ class TrainConfig:
             problems.append("--ema-decay must be in [0, 1)")
         if self.recipe not in RECIPES:
             problems.append(f"--recipe must be one of {', '.join(RECIPES)}")
+        if self.on_collapse not in ("stop", "warn"):
+            problems.append("--on-collapse must be stop or warn")
         if self.loss not in ("bce", "hinge"):
             problems.append("--loss must be bce or hinge")
         if self.loss == "hinge" and self.label_smoothing:

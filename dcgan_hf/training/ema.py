@@ -44,12 +44,15 @@ class EMA:
         self._live_params = list(self._live.parameters())
 
     @torch.no_grad()
-    def update(self) -> None:
-        self.updates.add_(1.0)
+    def update(self, applied: torch.Tensor | None = None) -> None:
+        """Average the live weights in; ``applied`` (a 0-dim 0/1 tensor, on the device) = 0 makes this
+        update a no-op without a host sync (a training step the non-finite guard skipped)."""
+        self.updates.add_(1.0 if applied is None else applied)
         averaged = self.updates - self.start  # ≤ 0 while the EMA has not started
         decay = torch.clamp((1.0 + averaged) / (10.0 + averaged), min=0.0, max=self.decay)
         decay = torch.where(averaged > 0, decay, torch.zeros_like(decay))
-        weight = (1.0 - decay).to(self._shadow_params[0].dtype)
+        weight = (1.0 - decay) if applied is None else (1.0 - decay) * applied
+        weight = weight.to(self._shadow_params[0].dtype)
         # one 0-dim weight per tensor selects the Tensor[] overload: no host sync inside a graph
         torch._foreach_lerp_(self._shadow_params, self._live_params, [weight] * len(self._shadow_params))
 

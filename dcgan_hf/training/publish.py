@@ -16,10 +16,11 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..card import fid_kid_rows
+from ..card import fid_kid_rows, memorization_note, quality_rows
 from ..hf_datasets import hub_dataset_id, is_hub_url
 from ..files import replace_folder
-from ..layout import DISCRIMINATOR_DIR, PROGRESS_FILE, SAMPLES_FILE, HubLayout
+from ..layout import DISCRIMINATOR_DIR, METRICS_FILE, PROGRESS_FILE, SAMPLES_FILE, HubLayout
+from ..metrics import MEMORIZATION_FLAG
 from .checkpoint import EvalRecord
 from .config import TrainConfig
 
@@ -59,6 +60,7 @@ def card_command(config: TrainConfig) -> str:
         "init_from": short_path(config.init_from) if os.path.isdir(config.init_from) else config.init_from,
         "data_cache": "",
         "resume": "",  # how a run was continued is not part of its recipe (resuming is exact)
+        "allow_changes": False,
         "progress": TrainConfig.progress,
     })
     return shown.command_line()
@@ -108,13 +110,27 @@ def training_table(
 
 
 def metric_rows(metrics: Sequence[EvalRecord], dataset: str | None = None) -> list[dict[str, Any]]:
-    """The latest evaluation as model-card rows (table + model-index); ``dataset`` names the real images."""
+    """The latest evaluation as model-card rows (FID/KID also as model-index); ``dataset`` names the real images."""
     if not metrics:
         return []
     last = metrics[-1]
     return fid_kid_rows(fid=last.fid, kid_mean=last.kid_mean, kid_std=last.kid_std,
                         num_generated=last.num_generated, num_real=last.num_real, dataset=dataset,
-                        epoch=last.epoch)
+                        epoch=last.epoch) + quality_rows(
+        precision=last.precision, recall=last.recall, memorized=last.memorized,
+        memorization_ratio=last.memorization_ratio, num_train=last.num_train, num_generated=last.num_generated,
+        num_real=last.num_real)
+
+
+def history_rows(metrics: Sequence[EvalRecord], images_per_step: int) -> list[dict[str, str]]:
+    """Every evaluation of the run (resumes included) as rows of the card's table."""
+    def number(value: float | None, pattern: str) -> str:
+        return "" if value is None else format(value, pattern)
+
+    return [{"epoch": str(row.epoch), "images": f"{row.step * images_per_step:,}", "fid": f"{row.fid:.2f}",
+             "kid": f"{row.kid_mean * 1000:.2f} ± {row.kid_std * 1000:.2f}", "precision": number(row.precision, ".3f"),
+             "recall": number(row.recall, ".3f"), "protocol": f"{row.num_generated:,} vs {row.num_real:,}"}
+            for row in metrics]
 
 
 def card_inputs(
@@ -127,10 +143,15 @@ def card_inputs(
     ``--init-from`` model, if it has one. Used by training and by bench/bundle_model.py,
     which re-publishes a run's checkpoint as the bundled model.
     """
+    last = progress.metrics[-1] if progress.metrics else None
     return {
         "title": f"DCGAN 64×64 — {short_path(config.data) or 'synthetic data'}",
         "repo_id": repo_id or config.push_to_hub or None,
         "metrics": metric_rows(progress.metrics, dataset=short_path(config.eval_real) or None),
+        "metric_history": history_rows(progress.metrics, images_per_step),
+        "metric_curve": METRICS_FILE if progress.metrics else None,
+        "memorization_note": memorization_note(last.memorized, last.memorization_ratio, last.num_train,
+                                               MEMORIZATION_FLAG) if last else None,
         "datasets": hub_datasets(config),
         "base_model": base_model,
         "training": training_table(
@@ -165,8 +186,10 @@ def build_hub_folder(
         for name, source in extras.items():
             if source.is_file():
                 shutil.copy2(source, tmp / name)
+        curve = card.get("metric_curve")
         generator.save_pretrained(tmp, model_card_kwargs={
             **card, "sample_grid": SAMPLES_FILE if SAMPLES_FILE in extras else None,
+            "metric_curve": curve if curve and (tmp / curve).is_file() else None,
             "animation": PROGRESS_FILE if PROGRESS_FILE in extras else None,
             "animation_caption": "The fixed-seed grid over training, from the first epoch to the last",
         })

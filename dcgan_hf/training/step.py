@@ -8,7 +8,8 @@ hinge), DiffAugment on everything D sees, and a lazy R1 penalty on real images e
 
 The same ``_eager_step`` code is what a CUDA graph records, so the CPU path tests the
 arithmetic the GPU graph replays. A step with R1 does more work than one without, so on
-CUDA each kind gets its own graph.
+CUDA each kind gets its own graph. Each step is guarded (:mod:`.guard`): a half whose
+losses or gradients are not finite is not applied, decided on the device without a host sync.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import nn
 
 from .augment import diff_augment, parse_policy
 from .ema import EMA
+from .guard import StepGuard
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class StepOptions:
     channels_last: bool = False
     cuda_graph: bool = False
     graph_warmup: int = 3  # eager steps (on a side stream) before capture, as the CUDA docs ask
+    guard: bool = True  # skip halves of steps with non-finite losses or gradients (off: benchmarks only)
 
     def __post_init__(self) -> None:
         if self.loss not in ("bce", "hinge"):
@@ -60,18 +63,43 @@ def make_optimizers(
     generator: nn.Module, discriminator: nn.Module, *, lr_g: float, lr_d: float, betas: tuple[float, float],
     device: torch.device, graph_safe: bool
 ) -> tuple[torch.optim.Adam, torch.optim.Adam]:
-    """Adam for both nets; fused + capturable on CUDA so ``step()`` can live inside a graph."""
-    options: dict = {"betas": betas}
+    """Fused Adam for both nets (CPU and CUDA): its ``found_inf`` lets the guard skip an update on the
+    device; capturable on CUDA so ``step()`` can live inside a graph."""
+    options: dict = {"betas": betas, "fused": True}
     if device.type == "cuda":
-        options.update(fused=True, capturable=graph_safe)
+        options.update(capturable=graph_safe)
     return (
         torch.optim.Adam(generator.parameters(), lr=lr_g, **options),
         torch.optim.Adam(discriminator.parameters(), lr=lr_d, **options),
     )
 
 
+IMPLEMENTATION_KEYS = ("fused", "foreach", "capturable", "differentiable")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """``optimizer.load_state_dict(state)``, keeping how this optimizer runs (fused, capturable …).
+
+    torch replaces the param groups with the saved ones, implementation flags included: a
+    checkpoint written by a foreach Adam (older code, or the CPU) would silently turn a fused
+    one back into foreach, which cannot skip steps on the device nor run inside a CUDA graph.
+    """
+    kept = [{key: group[key] for key in IMPLEMENTATION_KEYS if key in group} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, flags in zip(optimizer.param_groups, kept):
+        group.update(flags)
+        if group.get("fused") or group.get("capturable"):  # their step counts live beside the weights
+            for parameter in group["params"]:
+                values = optimizer.state.get(parameter, {})
+                if isinstance(values.get("step"), torch.Tensor):
+                    values["step"] = values["step"].to(device=parameter.device, dtype=torch.float32)
+
+
+STATS = ("loss_d", "loss_g", "d_real", "d_fake", "r1", "r1_steps", "bad")  # what a step returns, in order
+
+
 class GanStep:
-    """Callable: real batch → stats tensor [loss_d, loss_g, D(x), D(G(z))] (no host sync).
+    """Callable: real batch → stats tensor (:data:`STATS`; all 0 but ``bad`` on a bad step), no host sync.
 
     ``generator``/``discriminator`` may be DDP wrappers; G's loss goes through D's inner
     module so DDP never waits for D gradients that the G step does not compute.
@@ -108,6 +136,11 @@ class GanStep:
         self._static_stats: dict[bool, torch.Tensor] = {}
         self._calls: dict[bool, int] = {False: 0, True: 0}
         self._use_graph = options.cuda_graph and self.device.type == "cuda"
+        distributed = self.discriminator is not self.discriminator_for_g  # a DDP wrapper
+        self.guard = StepGuard(self.device, discriminator, generator, distributed=distributed) \
+            if options.guard else None
+        if self.guard is not None:
+            self.guard.attach(opt_d, opt_g)
 
     # -- the arithmetic -------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -131,7 +164,9 @@ class GanStep:
         return F.binary_cross_entropy_with_logits(logits, self.gen_target)
 
     def _eager_step(self, real: torch.Tensor, regularize: bool = False) -> torch.Tensor:
-        opts = self.options
+        opts, guard = self.options, self.guard
+        if guard is not None:
+            guard.start()
         z = torch.randn(opts.batch_size, opts.nz, 1, 1, device=self.device, generator=self.noise)
         # D: real and fake in separate passes (BN), both augmented the same way when augmenting.
         self.opt_d.zero_grad(set_to_none=True)
@@ -156,6 +191,8 @@ class GanStep:
             logits_fake = self.discriminator(self._augment(fake.detach()))
         loss_fake = self._d_loss(logits_fake, real=False)
         loss_fake.backward(inputs=self.d_params)
+        if guard is not None:
+            guard.check_d((loss_real, loss_fake, penalty), self.d_params)
         self.opt_d.step()
         # G: through the updated D (fresh augmentation draws).
         self.opt_g.zero_grad(set_to_none=True)
@@ -163,17 +200,38 @@ class GanStep:
             logits_gen = self.discriminator_for_g(self._augment(fake))
         loss_g = self._g_loss(logits_gen)
         loss_g.backward(inputs=self.g_params)
+        if guard is not None:
+            guard.check_g((loss_g,), self.g_params)
         self.opt_g.step()
         if self.ema is not None:
-            self.ema.update()
+            self.ema.update(guard.applied() if guard is not None else None)
         with torch.no_grad():
-            return torch.stack([
+            bad = guard.finish() if guard is not None else torch.zeros((), device=self.device)
+            stats = torch.stack([
                 (loss_real + loss_fake).detach(),
                 loss_g.detach(),
                 torch.sigmoid(logits_real.detach().float()).mean(),
                 torch.sigmoid(logits_fake.detach().float()).mean(),
                 penalty.detach(),
+                torch.ones((), device=self.device) if regularize else torch.zeros((), device=self.device),
             ])
+            # a bad step's numbers (NaN, inf) must not poison the interval's means: it only counts as bad
+            return torch.cat([torch.where(bad > 0, torch.zeros_like(stats), stats), bad.reshape(1)])
+
+    def bad_steps_in_a_row(self, reset_peak: bool = True) -> tuple[int, int]:
+        """(bad steps in a row now, the longest run since the last call): one host sync."""
+        if self.guard is None:
+            return 0, 0
+        now, peak = (int(value) for value in torch.stack([self.guard.in_a_row, self.guard.peak]).tolist())
+        if reset_peak:
+            self.guard.peak.copy_(self.guard.in_a_row)
+        return now, peak
+
+    def set_bad_steps_in_a_row(self, count: int) -> None:
+        """Continue a resumed run's count of bad steps in a row."""
+        if self.guard is not None:
+            self.guard.in_a_row.fill_(float(count))
+            self.guard.peak.fill_(float(count))
 
     # -- running it -----------------------------------------------------------------------
     def __call__(self, real: torch.Tensor, step: int) -> torch.Tensor:
