@@ -53,6 +53,8 @@ def split_expression(expression: object) -> list[Term]:
     text = expression.strip()
     if not text:
         raise ValueError(f"give an expression such as {EXAMPLE!r}")
+    if re.search(r"(^|\s)[-+\u2212]$", text):
+        raise ValueError(f"the expression ends with {text[-1]!r}: give the group that follows it, e.g. {EXAMPLE!r}")
     sign = 1
     if text[0] in "+-\u2212":
         sign, text = (1 if text[0] == "+" else -1), text[1:].lstrip()

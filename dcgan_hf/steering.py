@@ -188,6 +188,10 @@ class ArithmeticRequest:
 
 def _read_group(term: arithmetic.Term, name: str, nz: int) -> Group:
     items = [item for item in re.split(r"[,\s]+", term.text) if item]
+    stray = next((item for item in items if item[0] in "+-"), None)
+    if stray is not None:
+        raise ValueError(f"{name}: cannot read {stray[:20]!r}; write groups of seeds joined by + and - with a "
+                         f"space on each side of the sign, e.g. {arithmetic.EXAMPLE!r}")
     tokens = tuple(parse_latent_input(item, nz, f"a latent token in {name}") for item in items
                    if latent_token.looks_like_token(item))
     seed_text = " ".join(item for item in items if not latent_token.looks_like_token(item))
