@@ -696,6 +696,12 @@ class ModelServer:
         images, grid = self._render(z, imaging.grid_image)
         return GeneratedGrid(images, imaging.png_bytes(grid)), z
 
+    def walk_latent(self, request: InterpolateRequest, frame: int) -> torch.Tensor:
+        """The latent (nz,) of frame ``frame`` (0-based) of ``request``'s walk: an interpolation frame to edit."""
+        if not 0 <= frame < request.frames:
+            raise ValueError(f"frame must be from 1 to {request.frames}, got {frame + 1}")
+        return self.worker.run(self._path_latents, request)[frame]
+
     @_counted
     def sweep(self, request: SweepRequest) -> Interpolation:
         """One direction swept across a face: the frames as a strip (PNG) and a back-and-forth GIF."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from . import arithmetic, latent_token
-from .completion import PRESETS, encode_mask, parse_mask
+from .completion import PRESETS, encode_mask, parse_mask, preset_mask
 from .directions import SWEEP_SPAN, Directions, format_edit, parse_edit
 from .latent import latent
 from .serving import (
@@ -91,7 +91,7 @@ class EditRequest:
 
     @property
     def stem(self) -> str:
-        edits = "-".join(f"d{index}{amount:+g}" for index, amount in self.amounts if amount) or "plain"
+        edits = "-".join(f"d{index}x{amount:g}" for index, amount in self.amounts if amount) or "plain"
         return f"dcgan-edit-{self.source.stem}-{edits}"
 
 
@@ -219,7 +219,7 @@ class CompletionRequest:
 
 def mask_label(mask: torch.Tensor) -> str:
     """A preset's name, or a short hash of a brushed mask (for file names)."""
-    for name, make in PRESETS.items():
-        if torch.equal(make(), mask):
+    for name in PRESETS:
+        if torch.equal(preset_mask(name), mask):
             return name
     return "m" + _short_hash(encode_mask(mask))
