@@ -89,8 +89,9 @@ CONCURRENCY_LIMIT = 4  # requests in flight at once; they share one inference wo
 MAX_QUEUE = 64  # waiting requests beyond this are turned away with "queue full"
 UI_CONCURRENCY = 8  # page-only events (tile clicks, tab switches): no model work
 # spaces.GPU durations (s), sized from each call's worst case measured on the 2-vCPU CPU box
-# (bench/RESULTS.md §9: 0.2 / 0.65 / 3.1 / 2.9 s), ×3 and at least 10 s for the GPU's
-# start-up in a fresh ZeroGPU process; the Training GIF may first download up to 60 revisions.
+# (bench/RESULTS.md §9: 0.2 / 0.65 / 3.1 / 2.9 s; §12: an edit, a 30-frame sweep or the largest
+# arithmetic ≤ 0.3 s, a completion stops at 4.5 s like a projection), ×3 and at least 10 s for
+# the GPU's start-up in a fresh ZeroGPU process; the Training GIF may first download up to 60 revisions.
 # ZeroGPU schedules short durations first, so these stay as small as is safe.
 GPU_SECONDS = {"generate": 10, "interpolate": 10, "project": 15, "training": 60, "edit": 10, "complete": 15}
 CSS = """
@@ -759,12 +760,9 @@ BRUSH_TEMPLATE = (
 )
 
 
-def brush_script(presets: dict[str, tuple[int, int, int, int]]) -> str:
-    """JS for the brush: paint the 64×64 mask over the face; the mask lives in the #mask-spec box as text
-    (a preset's name or "m1." + base64url of its 4096 bits, dcgan_hf.completion.encode_mask), so it goes
-    into the URL and the API as it is. Painting ends with an ``input`` event on that box."""
-    return """
-const SIDE = 64, PREFIX = "m1.", PRESETS = %s;
+# the brush over the Complete tab's face; brush_script fills in the presets' boxes
+BRUSH_JS = """
+const SIDE = 64, PREFIX = "m1.", PRESETS = __PRESETS__;
 const field = () => document.querySelector("#mask-spec textarea, #mask-spec input");
 let mask = new Uint8Array(SIDE * SIDE), shown = null, drawing = false, erasing = false;
 function decode(text) {
@@ -775,7 +773,7 @@ function decode(text) {
     for (let y = top; y < bottom; y++) for (let x = left; x < right; x++) bits[y * SIDE + x] = 1;
   } else if (text.startsWith(PREFIX)) {
     let body = text.slice(PREFIX.length).replace(/-/g, "+").replace(/_/g, "/");
-    while (body.length %% 4) body += "=";
+    while (body.length % 4) body += "=";
     try {
       const raw = atob(body);
       for (let i = 0; i < SIDE * SIDE; i++) bits[i] = (raw.charCodeAt(i >> 3) >> (7 - (i & 7))) & 1;
@@ -840,7 +838,14 @@ element.addEventListener("click", (event) => {
 watch("value", () => { shown = null; sync(); });
 setInterval(sync, 250);  // the box also changes from Python (a preset, a link): repaint when it does
 sync();
-""" % json.dumps(presets)
+"""
+
+
+def brush_script(presets: dict[str, tuple[int, int, int, int]]) -> str:
+    """JS for the brush: paint the 64×64 mask over the face; the mask lives in the #mask-spec box as text
+    (a preset's name or "m1." + base64url of its 4096 bits, dcgan_hf.completion.encode_mask), so it goes
+    into the URL and the API as it is. Painting ends with an ``input`` event on that box."""
+    return BRUSH_JS.replace("__PRESETS__", json.dumps(presets))
 
 
 def build_edit_tab(steering: SteeringHandlers, defaults: PageState) -> dict[str, Any]:

@@ -7,15 +7,17 @@ much a ±3 sweep changes a face (mean |Δ| of uint8 pixels between -3 and +3), h
 ends still look to the model's discriminator (its mean logit at ±3 minus at 0), and how
 distinct the directions' effects are (mean |cos| between two directions' pixel changes,
 lower is more distinct). It writes one sweep picture per method (a row per direction,
-seeds 1 and 24, -3 … +3).
+seeds 1, 24 and 40 at -3, 0 and +3).
 
 Part 2 times one edit and one completion through ``ModelServer`` (one worker thread, as the
 demo runs it), against drawing one face.
 
 Part 3 completes ``--faces`` validation faces (``celeba64/val``: other identities than
 training; read from ../shared/data and never written anywhere) with every mask preset and
-reports the PSNR of the filled part against the hidden truth, beside filling the hole with
-the mean colour of the visible pixels; and the same for generated faces (seeds 100…).
+reports the PSNR of the filled part against the hidden truth — with the discriminator-feature
+term (the default) and with the pixel loss alone — beside two baselines: the hole filled with
+the mean colour of the visible pixels, and (halves) the visible half mirrored; and the same
+for generated faces (seeds 100…).
 
 Part 4 writes the README's pictures with the project's CLI (the bundled model only).
 
@@ -45,11 +47,17 @@ from dcgan_hf.images import grid_image, to_float  # noqa: E402
 from dcgan_hf.latent import latents  # noqa: E402
 from dcgan_hf.photos import photo_from_file  # noqa: E402
 from dcgan_hf.serving import GenerateRequest, ModelServer, ThreadPolicy  # noqa: E402
-from dcgan_hf.steering import CompletionRequest, EditRequest  # noqa: E402
+from dcgan_hf.steering import (  # noqa: E402
+    MAX_SWEEP_FRAMES,
+    ArithmeticRequest,
+    CompletionRequest,
+    EditRequest,
+    SweepRequest,
+)
 
 VAL = ROOT.parent / "shared" / "data" / "celeba64" / "val"
 DOCS = ROOT / "docs" / "steering"
-SWEEP_SEEDS = (1, 24)
+SWEEP_SEEDS = (1, 24, 40)
 STAT_SEEDS = list(range(64))
 
 
@@ -108,8 +116,9 @@ def compare_directions(generator: Generator, discriminator: Discriminator) -> di
     return found
 
 
-def sweep_picture(generator: Generator, directions: Directions, path: Path, frames: int = 7) -> None:
-    """A row per direction: seeds SWEEP_SEEDS side by side, each -3 … +3, labelled with the direction."""
+def sweep_picture(generator: Generator, directions: Directions, path: Path, frames: int = 3) -> None:
+    """A row per direction: seeds SWEEP_SEEDS side by side, each at -3, 0, +3 (few frames: small PNGs),
+    labelled with the direction."""
     rows = []
     z = latents(list(SWEEP_SEEDS), generator.nz)
     for index in range(directions.count):
@@ -133,14 +142,22 @@ def serving_times(generator: Generator, discriminator: Discriminator) -> None:
         one_face = median_seconds(lambda: server.generate(GenerateRequest.parse(7, 1, 1.0)), 30)
         edit = EditRequest.parse(7, 1.0, "", "9=2.5, 5=-1", directions=directions, nz=generator.nz)
         edit_time = median_seconds(lambda: server.edit(edit), 30)
+        sweep = SweepRequest.parse(7, 1.0, "", "9=2", 0, MAX_SWEEP_FRAMES, directions=directions, nz=generator.nz)
+        sweep_time = median_seconds(lambda: server.sweep(sweep), 5)
+        groups = " - ".join(f"{start}-{start + 63}" for start in range(0, 512, 64))  # the largest: 8 × 64 seeds
+        arithmetic = ArithmeticRequest.parse(groups, nz=generator.nz)
+        arithmetic_time = median_seconds(lambda: server.arithmetic(arithmetic), 5)
         request = CompletionRequest.parse(7, 1.0, "", "right", nz=generator.nz)
         completion_time = median_seconds(lambda: server.complete(request.source, request.mask), 5)
     finally:
         server.close()
     print("## ModelServer on the CPU, 1 worker thread (median)")
-    print(f"  one face (generate, baseline)  {one_face * 1000:7.1f} ms")
-    print(f"  one edit (2 directions)        {edit_time * 1000:7.1f} ms  ({edit_time / one_face:.2f}× one face)")
-    print(f"  one completion (right half)    {completion_time:7.2f} s   ({completion_time / one_face:.0f}× one face)")
+    print(f"  one face (generate, baseline)    {one_face * 1000:7.1f} ms")
+    print(f"  one edit (2 directions)          {edit_time * 1000:7.1f} ms  ({edit_time / one_face:.2f}× one face)")
+    print(f"  the largest sweep (30 frames)    {sweep_time * 1000:7.1f} ms  ({sweep_time / one_face:.0f}× one face)")
+    print(f"  the largest arithmetic (8 × 64)  {arithmetic_time * 1000:7.1f} ms  ({arithmetic_time / one_face:.0f}× "
+          "one face)")
+    print(f"  one completion (right half)      {completion_time:7.2f} s   ({completion_time / one_face:.0f}× one face)")
 
 
 def mean_fill(face: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -149,26 +166,38 @@ def mean_fill(face: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return filled
 
 
+def mirror_fill(face: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+    """The visible half mirrored into the hidden one (aligned faces are nearly symmetric); halves only."""
+    if torch.equal(mask, preset_mask("left")) or torch.equal(mask, preset_mask("right")):
+        return torch.where(mask, face.flip(-1), face).float()
+    return None
+
+
 def completion_quality(generator: Generator, discriminator: Discriminator, faces: int, folder: Path) -> None:
     sets = {"celeba64/val": [photo_from_file(path).pixels for path in val_faces(faces, folder)],
             "generated (seeds 100…)": list(sample(generator, list(range(100, 100 + min(faces, 16)))))}
     for label, targets in sets.items():
         print(f"## completion on {len(targets)} {label} faces: PSNR (dB) of the filled part vs the hidden truth")
-        print(f"  {'mask':8s} {'hidden px':>9s} {'completed':>10s} {'worst':>6s} {'mean fill':>10s} "
-              f"{'visible':>8s} {'s/face':>7s}")
+        print(f"  {'mask':8s} {'hidden px':>9s} {'pixel+D':>8s} {'worst':>6s} {'pixel':>6s} {'mean fill':>10s} "
+              f"{'mirror':>7s} {'visible':>8s} {'s/face':>7s}")
         for name in PRESETS:
             mask = preset_mask(name)
-            scores, baselines, visible, seconds = [], [], [], []
+            scores, pixel_only, baselines, mirrored, visible, seconds = [], [], [], [], [], []
             for target in targets:
                 started = time.perf_counter()
                 completion = complete(generator, target, mask, discriminator)
                 seconds.append(time.perf_counter() - started)
                 scores.append(completion.hidden_psnr(target))
-                baselines.append(psnr(masked_error(mean_fill(target, mask), target, mask)))
                 visible.append(psnr(completion.visible_mse))
-            print(f"  {name:8s} {int(mask.sum()):9d} {statistics.mean(scores):10.2f} {min(scores):6.1f} "
-                  f"{statistics.mean(baselines):10.2f} {statistics.mean(visible):8.2f} "
-                  f"{statistics.mean(seconds):7.2f}", flush=True)
+                pixel_only.append(complete(generator, target, mask).hidden_psnr(target))
+                baselines.append(psnr(masked_error(mean_fill(target, mask), target, mask)))
+                mirror = mirror_fill(target, mask)
+                if mirror is not None:
+                    mirrored.append(psnr(masked_error(mirror, target, mask)))
+            mirror_text = f"{statistics.mean(mirrored):7.2f}" if mirrored else f"{'—':>7s}"
+            print(f"  {name:8s} {int(mask.sum()):9d} {statistics.mean(scores):8.2f} {min(scores):6.1f} "
+                  f"{statistics.mean(pixel_only):6.2f} {statistics.mean(baselines):10.2f} {mirror_text} "
+                  f"{statistics.mean(visible):8.2f} {statistics.mean(seconds):7.2f}", flush=True)
 
 
 def readme_pictures() -> None:

@@ -432,3 +432,17 @@ def test_requests_start_from_a_seed_or_a_latent_token(generator: Generator) -> N
         arguments = {"seed": 1, "truncation": 1.0, "token": "", "edit": "", **bad}
         with pytest.raises(ValueError, match=message):
             EditRequest.parse(*arguments.values(), directions=nine, nz=nz)
+
+
+def test_the_training_hub_folder_and_the_bundle_carry_the_directions(generator: Generator, tmp_path: Path) -> None:
+    from dcgan_hf.training.publish import build_hub_folder
+
+    card = {"title": "t", "repo_id": None, "metrics": [], "datasets": [], "base_model": None, "training": {}}
+    folder = build_hub_folder(tmp_path / "hub", generator=generator, discriminator=Discriminator(ndf=8),
+                              checkpoint=None, tensorboard_dir=None, extras={}, card=card)
+    assert (folder / DIRECTIONS_FILE).is_file() and not (folder / "discriminator" / DIRECTIONS_FILE).exists()
+    assert torch.equal(Generator.from_pretrained(folder).directions.vectors, sefa(generator).vectors)
+    assert (BUNDLED_MODEL / DIRECTIONS_FILE).is_file() and (BUNDLED_MODEL / DIRECTION_NAMES_FILE).is_file()
+    bundled = Generator.from_pretrained(BUNDLED_MODEL)
+    assert torch.equal(bundled.directions.vectors, sefa(bundled).vectors)  # the bundle's are its SeFa…
+    assert any(name != f"direction {index}" for index, name in enumerate(bundled.directions.names))  # …named
