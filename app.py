@@ -1057,10 +1057,10 @@ def edit_start(chosen: tuple[int, float] | None) -> tuple[int, float, str, str]:
 def link_steering(loaded: Any, steering: SteeringHandlers, edit: dict, arithmetic: dict, complete: dict,
                   first_tab: Any, page_events: dict) -> Any:
     """A link to the Edit, Arithmetic or Complete tab draws its result at once."""
-    loaded = loaded.then(when_linked(steering.edit_text_page, "edit"),
+    loaded = loaded.then(when_linked(messages(steering.edit_text_page), "edit"),
                          [first_tab, edit["seed"], edit["truncation"], edit["latent"], edit["text"]],
                          [*edit["sliders"], edit["face"], edit["token"], edit["text"]], **page_events)
-    loaded = loaded.then(when_linked(steering.arithmetic_page, "arithmetic"),
+    loaded = loaded.then(when_linked(messages(steering.arithmetic_page), "arithmetic"),
                          [first_tab, arithmetic["group_a"], arithmetic["group_b"], arithmetic["group_c"],
                           arithmetic["noise"]],
                          [arithmetic["figure"], arithmetic["token"], arithmetic["figure_download"]], **page_events)

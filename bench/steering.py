@@ -124,12 +124,12 @@ def sweep_picture(generator: Generator, directions: Directions, path: Path, fram
     for index in range(directions.count):
         rows.append(render(generator, directions.sweep(z, index, frames)))
     grid = grid_image(torch.cat(rows), nrow=frames * len(SWEEP_SEEDS))
-    label_width = 110
+    label_width = 150
     canvas = Image.new("RGB", (grid.width + label_width, grid.height), "white")
     canvas.paste(grid, (label_width, 0))
     draw = ImageDraw.Draw(canvas)
     for index in range(directions.count):
-        draw.text((4, 2 + index * 66 + 26), f"{index}: {directions.names[index]}"[:18], fill="black")
+        draw.text((4, 2 + index * 66 + 26), f"{index}: {directions.names[index]}"[:24], fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.quantize(256, dither=Image.Dither.NONE).save(path, optimize=True)  # a few hundred kB less
     print(f"  wrote {path.relative_to(ROOT)} ({path.stat().st_size / 1e3:.0f} kB)")

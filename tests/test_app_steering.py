@@ -175,3 +175,26 @@ def test_a_50_mb_brushed_mask_is_refused_before_it_is_read(app: AppProcess, clie
     kind, payload = read_call(app.url, "complete", [1, 1.0, "", "m1." + "A" * 200_000])
     assert kind == "error" and "not a brushed mask" in str(payload)
     assert read_call(app.url, "edit", [1, 1.0, "", "0=1"])[0] == "complete"  # still serving
+
+
+def test_links_carry_the_steering_tabs_state_checked_like_the_forms(generator: Generator) -> None:
+    from app import steering_checks
+    from dcgan_hf.page_state import PageState, parse_query
+
+    checks = steering_checks(generator.directions, 100)
+    brushed = torch.zeros(64, 64, dtype=torch.bool)
+    brushed[5:9, 5:60] = True
+    token = latent_token.encode(torch.linspace(-1, 1, 100))
+    state, notes = parse_query({"tab": "edit", "es": "7", "et": "0.8", "ez": token, "edit": "smile=2, 0=-1",
+                                "sweep": "3", "ga": "1 2", "gb": "3-5", "gc": token, "noise": "4", "cs": "9",
+                                "cz": "", "mask": encode_mask(brushed)}, checks)
+    assert notes == []
+    assert state == PageState(tab="edit", edit_seed=7, edit_truncation=0.8, edit_latent=token, edit="0=-1,1=2",
+                              sweep_direction=3, group_a="1 2", group_b="3-5", group_c=token, noise_seed=4,
+                              complete_seed=9, mask=encode_mask(brushed))
+    state, notes = parse_query({"edit": "0=9", "sweep": "12", "ga": "1 - 2", "mask": "chin", "ez": "z1.xx",
+                                "tab": "complete", "cs": "-1"}, checks)
+    assert state == PageState(tab="complete") and len(notes) == 6
+    for key, why in (("edit", "out of range: 9"), ("sweep", "unknown direction"), ("ga", "one group"),
+                     ("mask", "unknown mask 'chin'"), ("ez", "ez is damaged"), ("cs", "not a whole number")):
+        assert any(note.startswith(f"ignored ?{key}=") and why in note for note in notes), (key, notes)
