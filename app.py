@@ -17,6 +17,10 @@ API (``gradio_client``)::
     grid_png = client.predict(seed=42, n=16, truncation=1.0, api_name="/generate")
     face_png, token, summary = client.predict(photo=handle_file("me.jpg"), api_name="/project")
     strip_png, gif = client.predict(seed_a=0, seed_b=42, start_latent=token, api_name="/interpolate")
+    edited_png, edited = client.predict(seed=7, truncation=1.0, latent=token, edit="smile=2", api_name="/edit")
+    figure_png, result = client.predict(expression="10,53,85 - 3,20,39 + 11,52,64", truncation=1.0,
+                                        noise_seed=0, api_name="/arithmetic")
+    filled_png, summary = client.predict(seed=7, truncation=1.0, latent="", mask="eyes", api_name="/complete")
 """
 
 from __future__ import annotations
@@ -911,7 +915,8 @@ def build_arithmetic_tab(first_tiles: list, defaults: PageState) -> dict[str, An
                 to_edit = gr.Button("Edit the result", size="sm", elem_id="arithmetic-edit")
                 figure_download = gr.DownloadButton("Download (PNG)", elem_id="arithmetic-download")
         with gr.Row():
-            target = gr.Radio(["A", "B", "C"], value="A", label="a click adds the face to group", elem_id="target-group")
+            target = gr.Radio(["A", "B", "C"], value="A", label="a click adds the face to group",
+                              elem_id="target-group")
             start = gr.Number(value=0, label="faces from seed", precision=0, elem_id="arithmetic-start")
             more = gr.Button("Show these faces", size="sm", elem_id="arithmetic-browse")
         gallery = gr.Gallery(first_tiles, label="click faces to fill the groups", format="png", columns=12,
@@ -1081,10 +1086,10 @@ def link_steering(loaded: Any, steering: SteeringHandlers, edit: dict, arithmeti
 def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None, *, mcp: bool = False) -> gr.Blocks:
     """The Blocks app for ``server``, queue configured; results are written to ``output_dir``.
 
-    With ``mcp``, ``/project`` is left out of the API page and so out of the MCP tools: Gradio's
-    MCP layer turns a tool's file argument into a file of its own in the cache before the call,
-    a copy of the photo that the handler never sees and cannot delete. gradio_client still
-    calls it (``api_visibility="undocumented"``).
+    With ``mcp``, ``/project`` and ``/complete_photo`` are left out of the API page and so out of
+    the MCP tools: Gradio's MCP layer turns a tool's file argument into a file of its own in the
+    cache before the call, a copy of the photo that the handler never sees and cannot delete.
+    gradio_client still calls them (``api_visibility="undocumented"``).
     """
     demo_handlers = Demo(server, output_dir or tempfile.mkdtemp(prefix="dcgan-app-"))
     handlers = {name: messages(getattr(demo_handlers, name)) for name in (

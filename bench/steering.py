@@ -157,7 +157,8 @@ def serving_times(generator: Generator, discriminator: Discriminator) -> None:
     print(f"  the largest sweep (30 frames)    {sweep_time * 1000:7.1f} ms  ({sweep_time / one_face:.0f}× one face)")
     print(f"  the largest arithmetic (8 × 64)  {arithmetic_time * 1000:7.1f} ms  ({arithmetic_time / one_face:.0f}× "
           "one face)")
-    print(f"  one completion (right half)      {completion_time:7.2f} s   ({completion_time / one_face:.0f}× one face)")
+    print(f"  one completion (right half)      {completion_time:7.2f} s   "
+          f"({completion_time / one_face:.0f}× one face)")
 
 
 def mean_fill(face: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

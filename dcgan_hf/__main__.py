@@ -51,7 +51,8 @@ def _generate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--interpolate", metavar="SEEDS",
                         help="walk through these seeds (e.g. '3,7' or '1,2,3') instead of a grid")
     parser.add_argument("--frames", type=int, default=None,
-                        help=f"frames of the interpolation (default {DEFAULT_FRAMES}) or sweep (default {SWEEP_FRAMES})")
+                        help=f"frames of the interpolation (default {DEFAULT_FRAMES}) "
+                             f"or sweep (default {SWEEP_FRAMES})")
     parser.add_argument("--method", choices=("slerp", "lerp"), default="slerp", help="interpolation path")
     parser.add_argument("--loop", action="store_true", help="close the interpolation loop back to the first seed")
     parser.add_argument("--truncation", type=float, default=1.0, help="scale of z (1.0 = off, <1 = safer faces)")
@@ -73,7 +74,8 @@ def _generate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     steer.add_argument("--complete", metavar="MASK",
                        help=f"hide MASK ({', '.join(PRESETS)}) of each seed's face, or of --photo, and fill it in; "
                             "writes original | hidden | filled, one row per face")
-    steer.add_argument("--photo", help="with --complete: a JPEG/PNG/WebP photo (cropped to 64×64 like the training faces)")
+    steer.add_argument("--photo",
+                       help="with --complete: a JPEG/PNG/WebP photo (cropped to 64×64 like the training faces)")
     parser.add_argument("--out", required=True,
                         help="output .png/.jpg/.webp (grid / strip), .gif (animation) or folder/ (one PNG per seed)")
     return parser
@@ -103,7 +105,8 @@ def check_args(args: argparse.Namespace) -> torch.device:
     if args.interpolate or args.sweep:
         parse_seeds(args.interpolate, limit=MAX_KEYFRAMES) if args.interpolate else _steer_seeds(args.seeds)
         if to_folder or (suffix != ".gif" and suffix not in imaging.IMAGE_FORMATS):
-            raise ValueError(f"--out for {modes[0]} must end in .gif (animation) or {formats} (strip), got {args.out!r}")
+            raise ValueError(f"--out for {modes[0]} must end in .gif (animation) or {formats} (strip), "
+                             f"got {args.out!r}")
     else:
         if args.complete:
             preset_mask(args.complete)

@@ -478,7 +478,8 @@ class Generator(_HubModel, PyTorchModelHubMixin, **HUB_METADATA):
 
     def sample(self, seeds: Sequence[int] | str, *, truncation: float = 1.0, device: str | torch.device | None = None,
                output: str = "pt", edit: dict[int | str, float] | None = None):
-        """Images for these seeds: uint8 (N, nc, 64, 64), or ``output="pil"``/``"np"``; see :func:`dcgan_hf.sampling.sample`.
+        """Images for these seeds: uint8 (N, nc, 64, 64), or ``output="pil"``/``"np"``
+        (see :func:`dcgan_hf.sampling.sample`).
 
         ``edit={direction: amount}`` moves every latent along :attr:`directions` (index or name;
         amounts in standard deviations of the prior, ±6 at most) before it is drawn.

@@ -42,16 +42,16 @@ import torch
 from PIL import Image
 
 from . import images as imaging, latent_token
+from .arithmetic import CENTRE
+from .completion import Completion, completer, finish as finish_completion
 from .devices import resolve_device
+from .directions import Directions
 from .files import write_atomic
 from .hub import BUNDLED_MODEL, LoadedModel, ModelSpec, hub_commit, load_model, parse_model_spec
 from .layout import CONFIG_FILE, DISCRIMINATOR_DIR, HubLayout, served_folder
 from .latent import SEED_LIMIT, Method, check_seed, latents, path
 from .models import Discriminator, Generator, ModelLoadError
 from .photos import Photo
-from .arithmetic import CENTRE
-from .completion import Completion, completer, finish as finish_completion
-from .directions import Directions
 from .projection import ProjectionResult, ProjectionSettings, Projector
 from .revisions import TrainingHistory, TrainingRevision, find_history, load_revision
 from .sampling import CHUNK, check_truncation as check_latent_scale, render, sample_latents
@@ -600,6 +600,7 @@ class ModelServer:
         """Place ``generator`` on ``device``, pick its precision and start the worker."""
         target = torch.device(device)
         zero_gpu = on_zero_gpu()
+        directions = generator.directions  # loaded with the model, else SeFa of its (fp32) weights
         generator, precision = choose_precision(generator.to(target).eval(), target, zero_gpu=zero_gpu)
         if discriminator is not None:
             discriminator = discriminator.to(target).eval()
@@ -621,7 +622,7 @@ class ModelServer:
         )
         logger.info("serving %s on %s, %s", status.serving, target, precision.note)
         return cls(generator, status, InferenceWorker(policy, threaded=not zero_gpu), discriminator, history,
-                   directions=generator.directions)  # loaded with the model, else SeFa of its weights
+                   directions=directions)
 
     @_counted
     def generate(self, request: GenerateRequest) -> GeneratedGrid:
@@ -719,13 +720,13 @@ class ModelServer:
         grid_z, means_z = self.worker.run(lambda: (request.grid_latents(nz), request.mean_latents(nz)))
         grid_images, grid = self._render(grid_z, lambda images: imaging.grid_image(images, nrow=3))
         mean_images, means = self._render(means_z, lambda images: imaging.grid_image(images, nrow=len(images)))
-        return (GeneratedGrid(grid_images, imaging.png_bytes(grid)), GeneratedGrid(mean_images, imaging.png_bytes(means)),
-                grid_z[CENTRE])
+        return (GeneratedGrid(grid_images, imaging.png_bytes(grid)),
+                GeneratedGrid(mean_images, imaging.png_bytes(means)), grid_z[CENTRE])
 
     @_counted
     def complete(
-        self, target: torch.Tensor | FaceSource, mask: torch.Tensor, settings: ProjectionSettings = ProjectionSettings(),
-        seconds: float = PROJECTION_SECONDS,
+        self, target: torch.Tensor | FaceSource, mask: torch.Tensor,
+        settings: ProjectionSettings = ProjectionSettings(), seconds: float = PROJECTION_SECONDS,
     ) -> Completion:
         """``target`` (uint8 (nc, 64, 64), or a generated face's source) with its ``mask`` filled in.
 

@@ -244,7 +244,7 @@ def test_directions_come_with_a_model_from_the_hub(local_hub: HubServer, generat
     # hostile files on the Hub are refused like local ones
     local_hub.commit("user/steer", {DIRECTIONS_FILE: safetensors_bytes({"directions": torch.ones(3, 100)}),
                                     DIRECTION_NAMES_FILE: b'{"method": "sefa", "names": ["a", "b", "c"]}'}, "bad")
-    with pytest.raises(ModelLoadError, match=r"user/steer@main: unusable directions: every direction must be a unit vector"):
+    with pytest.raises(ModelLoadError, match=r"user/steer@main: unusable directions: every direction must be a unit"):
         Generator.from_pretrained("user/steer")
 
 
