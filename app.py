@@ -115,7 +115,7 @@ CSS = """
 .brush canvas { cursor: crosshair; }
 .completion-row { display: flex; gap: 8px; flex-wrap: wrap; }
 .completion-row figure { margin: 0; }
-.completion-row img { width: 160px; aspect-ratio: 1; image-rendering: pixelated; }
+.completion-row img { width: 128px; aspect-ratio: 1; image-rendering: pixelated; }
 """  # 64-px faces: scale them up, crisp
 GENERATE_EXAMPLES = ((42, 16, 1.0), (2024, 64, 0.7), (7, 1, 1.0))
 INTERPOLATE_EXAMPLES = (
