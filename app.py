@@ -93,9 +93,10 @@ CONCURRENCY_LIMIT = 4  # requests in flight at once; they share one inference wo
 MAX_QUEUE = 64  # waiting requests beyond this are turned away with "queue full"
 UI_CONCURRENCY = 8  # page-only events (tile clicks, tab switches): no model work
 # spaces.GPU durations (s), sized from each call's worst case measured on the 2-vCPU CPU box
-# (bench/RESULTS.md §9: 0.2 / 0.65 / 3.1 / 2.9 s; §12: an edit, a 30-frame sweep or the largest
-# arithmetic ≤ 0.3 s, a completion stops at 4.5 s like a projection), ×3 and at least 10 s for
-# the GPU's start-up in a fresh ZeroGPU process; the Training GIF may first download up to 60 revisions.
+# (bench/RESULTS.md §9: 0.2 / 0.65 / 3.1 / 2.9 s; §12: an edit, the largest arithmetic or a
+# 30-frame sweep ≤ 1.4 s, a completion stops at 4.5 s like a projection), ×3 and at least 10 s
+# for the GPU's start-up in a fresh ZeroGPU process; the Training GIF may first download up to
+# 60 revisions.
 # ZeroGPU schedules short durations first, so these stay as small as is safe.
 GPU_SECONDS = {"generate": 10, "interpolate": 10, "project": 15, "training": 60, "edit": 10, "complete": 15}
 CSS = """
@@ -568,8 +569,8 @@ class SteeringHandlers:
         """
         request = CompletionRequest.parse(seed, truncation, latent, mask, nz=self.nz)
         completion, seconds = self._complete(request.source, request.mask)
-        return (self.files.write(f"{request.stem}.png", imaging.png_bytes(imaging.to_pil(completion.composite[None])[0])),
-                completion_summary(completion, seconds))
+        completed = imaging.png_bytes(imaging.to_pil(completion.composite[None])[0])
+        return self.files.write(f"{request.stem}.png", completed), completion_summary(completion, seconds)
 
     def complete_photo(self, photo: dict | None, mask: str) -> tuple[str, dict[str, Any]]:
         """Hide part of a photo (JPEG, PNG or WebP, at most 10 MB) and let the model fill it in.
@@ -585,9 +586,8 @@ class SteeringHandlers:
             the face the model drew for it (PNG) and a summary whose "completed_png" is the completed photo
             (a data: URI), with the mask, hidden pixels, PSNR of the visible part, steps and seconds.
         """
-        hidden = parse_mask(mask)
-        crop = read_photo(photo)
-        completion, seconds = self._complete(crop, hidden)
+        crop = read_photo(photo)  # first: the upload is deleted whatever else is wrong
+        completion, seconds = self._complete(crop, parse_mask(mask))
         name = f"dcgan-completed-{latent_token.encode(completion.projection.z)[3:15]}.png"
         generated = imaging.png_bytes(imaging.to_pil(completion.projection.image[None])[0])
         return (self.files.write(name, generated),
@@ -893,8 +893,10 @@ def build_edit_tab(steering: SteeringHandlers, defaults: PageState) -> dict[str,
                 gif_download=gif_download)
 
 
-def build_arithmetic_tab(first_tiles: list, defaults: PageState) -> dict[str, Any]:
-    """The Arithmetic tab: three groups filled by clicking faces, A − B + C as in the DCGAN paper."""
+def build_arithmetic_tab(defaults: PageState) -> dict[str, Any]:
+    """The Arithmetic tab: three groups filled by clicking faces, A − B + C as in the DCGAN paper.
+
+    Its gallery is drawn when the tab opens (not at start-up: the first paint stays light)."""
     with gr.Tab("Arithmetic", id="arithmetic", elem_id="tab-arithmetic") as tab:
         gr.Markdown("Face arithmetic as in the DCGAN paper: each group's latents are averaged, then **A − B + C**. "
                     "The result sits in the middle of 8 neighbours (its latent plus small noise). The default: "
@@ -919,12 +921,13 @@ def build_arithmetic_tab(first_tiles: list, defaults: PageState) -> dict[str, An
                               elem_id="target-group")
             start = gr.Number(value=0, label="faces from seed", precision=0, elem_id="arithmetic-start")
             more = gr.Button("Show these faces", size="sm", elem_id="arithmetic-browse")
-        gallery = gr.Gallery(first_tiles, label="click faces to fill the groups", format="png", columns=12,
-                             height="auto", allow_preview=False, object_fit="contain", elem_id="arithmetic-gallery",
+        gallery = gr.Gallery(label="click faces to fill the groups", format="png", columns=12, height="auto",
+                             allow_preview=False, object_fit="contain", elem_id="arithmetic-gallery",
                              interactive=False)
+        shown = gr.State([])  # the gallery's seeds, on the server: a click is mapped to its seed by index
     return dict(tab=tab, group_a=group_a, group_b=group_b, group_c=group_c, noise=noise, go=go, figure=figure,
                 token=token, to_edit=to_edit, figure_download=figure_download, target=target, start=start, more=more,
-                gallery=gallery)
+                gallery=gallery, shown=shown)
 
 
 def build_complete_tab(first_face: str, defaults: PageState) -> dict[str, Any]:
@@ -987,9 +990,10 @@ def wire_steering(steering: SteeringHandlers, edit: dict, arithmetic: dict, comp
     gr.on([arithmetic["go"].click, arithmetic["noise"].submit] + [group.submit for group in groups],
           handlers["arithmetic_page"], [*groups, arithmetic["noise"]], arithmetic_outputs,
           **page_events).success(**remember)
+    shown = arithmetic["shown"]
     arithmetic["tab"].select(handlers["arithmetic_page"], [*groups, arithmetic["noise"]], arithmetic_outputs,
-                             **page_events)
-    shown = gr.State(list(range(ARITHMETIC_TILES)))
+                             **page_events).then(handlers["arithmetic_gallery"], arithmetic["start"],
+                                                 [arithmetic["gallery"], shown], **page_events)
     gr.on([arithmetic["more"].click, arithmetic["start"].submit], handlers["arithmetic_gallery"], arithmetic["start"],
           [arithmetic["gallery"], shown], **page_events)
     arithmetic["gallery"].select(handlers["add_to_group"], [shown, arithmetic["target"], *groups], groups,
@@ -1061,26 +1065,33 @@ def edit_start(chosen: tuple[int, float] | None) -> tuple[int, float, str, str]:
 
 def link_steering(loaded: Any, steering: SteeringHandlers, edit: dict, arithmetic: dict, complete: dict,
                   first_tab: Any, page_events: dict) -> Any:
-    """A link to the Edit, Arithmetic or Complete tab draws its result at once."""
-    loaded = loaded.then(when_linked(messages(steering.edit_text_page), "edit"),
-                         [first_tab, edit["seed"], edit["truncation"], edit["latent"], edit["text"]],
-                         [*edit["sliders"], edit["face"], edit["token"], edit["text"]], **page_events)
-    loaded = loaded.then(when_linked(messages(steering.arithmetic_page), "arithmetic"),
-                         [first_tab, arithmetic["group_a"], arithmetic["group_b"], arithmetic["group_c"],
-                          arithmetic["noise"]],
-                         [arithmetic["figure"], arithmetic["token"], arithmetic["figure_download"]], **page_events)
+    """A link to the Edit, Arithmetic or Complete tab draws its result at once (one event for the three:
+    every queued step of the first paint delays it)."""
+    edit_in = [edit["seed"], edit["truncation"], edit["latent"], edit["text"]]
+    edit_out = [*edit["sliders"], edit["face"], edit["token"], edit["text"]]
+    groups_in = [arithmetic["group_a"], arithmetic["group_b"], arithmetic["group_c"], arithmetic["noise"]]
+    arithmetic_out = [arithmetic["figure"], arithmetic["token"], arithmetic["figure_download"],
+                      arithmetic["gallery"], arithmetic["shown"]]
+    complete_in = [complete["seed"], complete["latent"], complete["mask"]]
+    complete_out = [complete["source"], complete["brush"], complete["presets"], complete["result"], complete["summary"]]
 
-    def complete_link(first: str, seed: float, latent: str, mask: str) -> tuple:
-        if first != "complete":
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        kind = "latent token" if latent else "seed"
-        face = steering.complete_source(kind, seed, 1.0, latent, None)
-        result, summary = steering.complete_page(kind, seed, 1.0, latent, None, mask)
-        return kind, face, mask if mask in PRESETS else "brushed", result, summary
+    def draw(first: str, *values: Any) -> tuple:
+        skipped = {"edit": [gr.skip()] * len(edit_out), "arithmetic": [gr.skip()] * len(arithmetic_out),
+                   "complete": [gr.skip()] * len(complete_out)}
+        if first == "edit":
+            skipped["edit"] = list(steering.edit_text_page(*values[:4]))
+        elif first == "arithmetic":
+            skipped["arithmetic"] = [*steering.arithmetic_page(*values[4:8]), *steering.arithmetic_gallery(0)]
+        elif first == "complete":
+            seed, latent, mask = values[8:]
+            kind = "latent token" if latent else "seed"
+            face = steering.complete_source(kind, seed, 1.0, latent, None)
+            result, summary = steering.complete_page(kind, seed, 1.0, latent, None, mask)
+            skipped["complete"] = [kind, face, mask if mask in PRESETS else "brushed", result, summary]
+        return (*skipped["edit"], *skipped["arithmetic"], *skipped["complete"])
 
-    return loaded.then(messages(complete_link), [first_tab, complete["seed"], complete["latent"], complete["mask"]],
-                       [complete["source"], complete["brush"], complete["presets"], complete["result"],
-                        complete["summary"]], **page_events)
+    return loaded.then(messages(draw), [first_tab, *edit_in, *groups_in, *complete_in],
+                       [*edit_out, *arithmetic_out, *complete_out], **page_events)
 
 
 def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None, *, mcp: bool = False) -> gr.Blocks:
@@ -1103,7 +1114,6 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None,
         defaults.seed_a, defaults.seed_b, defaults.more_seeds, defaults.frames, defaults.method, defaults.closed,
         defaults.walk_truncation)
     steering = SteeringHandlers(server, demo_handlers.files)
-    first_faces, _ = steering.arithmetic_gallery(0)
     first_brush_face = steering.complete_source("seed", defaults.complete_seed, 1.0, "", None)
 
     # preprocess=False: handlers get the raw values and dcgan_hf.serving checks them all
@@ -1221,7 +1231,7 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None,
                     edit_face = gr.Button("Edit my face", elem_id="edit-my-face")
 
             edit = build_edit_tab(steering, defaults)
-            arithmetic = build_arithmetic_tab(first_faces, defaults)
+            arithmetic = build_arithmetic_tab(defaults)
             complete = build_complete_tab(first_brush_face, defaults)
 
             if history is not None:

@@ -92,6 +92,8 @@ class EditRequest:
     @property
     def stem(self) -> str:
         edits = "-".join(f"d{index}x{amount:g}" for index, amount in self.amounts if amount) or "plain"
+        if len(edits) > 60:  # up to 64 directions: keep file names short
+            edits = f"e{_short_hash(edits)}"
         return f"dcgan-edit-{self.source.stem}-{edits}"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -156,6 +157,13 @@ BAD_STEERING = [
     ("/complete", COMPLETE, dict(mask="m1." + "A" * 100_000), "not a brushed mask: expected 686 characters"),
     ("/complete_photo", dict(photo=None, mask="left"), {}, "upload a photo first"),
 ]
+
+
+def test_a_photo_with_a_bad_mask_is_still_deleted(client: Client, app: AppProcess, tmp_path: Path) -> None:
+    photo = write_photo(tmp_path, seed=3)
+    with pytest.raises(AppError, match="unknown mask 'chin'"):
+        client.predict(photo=handle_file(photo), mask="chin", api_name="/complete_photo")
+    assert list(Path(os.environ["GRADIO_TEMP_DIR"]).rglob(photo.name)) == []  # the app's Gradio cache
 
 
 def test_bad_steering_input_gets_one_clear_message_and_the_server_keeps_serving(client: Client,
