@@ -17,6 +17,10 @@ API (``gradio_client``)::
     grid_png = client.predict(seed=42, n=16, truncation=1.0, api_name="/generate")
     face_png, token, summary = client.predict(photo=handle_file("me.jpg"), api_name="/project")
     strip_png, gif = client.predict(seed_a=0, seed_b=42, start_latent=token, api_name="/interpolate")
+    edited_png, edited = client.predict(seed=7, truncation=1.0, latent=token, edit="smile=2", api_name="/edit")
+    figure_png, result = client.predict(expression="10,53,85 - 3,20,39 + 11,52,64", truncation=1.0,
+                                        noise_seed=0, api_name="/arithmetic")
+    filled_png, summary = client.predict(seed=7, truncation=1.0, latent="", mask="eyes", api_name="/complete")
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import signal
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -43,7 +49,13 @@ import gradio as gr
 from gradio import utils as gradio_utils
 from starlette.middleware import Middleware
 
-from dcgan_hf import photos
+import numpy as np
+import torch
+
+from dcgan_hf import images as imaging, latent_token, photos
+from dcgan_hf.arithmetic import figure as arithmetic_figure, split_expression
+from dcgan_hf.completion import PRESET_BOXES, PRESET_LABELS, PRESETS, parse_mask, psnr
+from dcgan_hf.directions import MAX_AMOUNT, check_amount, format_edit
 from dcgan_hf.hub import BUNDLED_MODEL
 from dcgan_hf.models import ModelLoadError
 from dcgan_hf.page_state import KEYS, PageState, parse_query, query_defaults
@@ -64,6 +76,15 @@ from dcgan_hf.serving import (
     random_seed,
 )
 from dcgan_hf.route_guard import RouteGuard
+from dcgan_hf.steering import (
+    MAX_GROUP_SEEDS,
+    ArithmeticRequest,
+    CompletionRequest,
+    EditRequest,
+    FaceSource,
+    SweepRequest,
+    mask_label,
+)
 
 T = TypeVar("T")
 logger = logging.getLogger("app")
@@ -72,10 +93,12 @@ CONCURRENCY_LIMIT = 4  # requests in flight at once; they share one inference wo
 MAX_QUEUE = 64  # waiting requests beyond this are turned away with "queue full"
 UI_CONCURRENCY = 8  # page-only events (tile clicks, tab switches): no model work
 # spaces.GPU durations (s), sized from each call's worst case measured on the 2-vCPU CPU box
-# (bench/RESULTS.md §9: 0.2 / 0.65 / 3.1 / 2.9 s), ×3 and at least 10 s for the GPU's
-# start-up in a fresh ZeroGPU process; the Training GIF may first download up to 60 revisions.
+# (bench/RESULTS.md §9: 0.2 / 0.65 / 3.1 / 2.9 s; §13: an edit, the largest arithmetic or a
+# 30-frame sweep ≤ 1.4 s, a completion stops at 4.5 s like a projection), ×3 and at least 10 s
+# for the GPU's start-up in a fresh ZeroGPU process; the Training GIF may first download up to
+# 60 revisions.
 # ZeroGPU schedules short durations first, so these stay as small as is safe.
-GPU_SECONDS = {"generate": 10, "interpolate": 10, "project": 15, "training": 60}
+GPU_SECONDS = {"generate": 10, "interpolate": 10, "project": 15, "training": 60, "edit": 10, "complete": 15}
 CSS = """
 #gif img, #walk-preview img, #larger img, #reconstruction img, #training-grid img, #training-gif img
   { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
@@ -85,6 +108,15 @@ CSS = """
 .photo-pair figure { margin: 0; }
 .photo-preview img { max-width: 256px; max-height: 256px; }
 .photo-crop img { width: 192px; aspect-ratio: 1; image-rendering: pixelated; }
+#edit-face img, #sweep-gif img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
+#sweep-strip img, #arithmetic-figure img { width: 100%; height: auto; image-rendering: pixelated; }
+#arithmetic-gallery img { image-rendering: pixelated; }
+.brush { position: relative; width: 256px; height: 256px; touch-action: none; }
+.brush img, .brush canvas { position: absolute; inset: 0; width: 256px; height: 256px; image-rendering: pixelated; }
+.brush canvas { cursor: crosshair; }
+.completion-row { display: flex; gap: 8px; flex-wrap: wrap; }
+.completion-row figure { margin: 0; }
+.completion-row img { width: 128px; aspect-ratio: 1; image-rendering: pixelated; }
 """  # 64-px faces: scale them up, crisp
 GENERATE_EXAMPLES = ((42, 16, 1.0), (2024, 64, 0.7), (7, 1, 1.0))
 INTERPOLATE_EXAMPLES = (
@@ -268,8 +300,10 @@ class Demo:
     def model_info(self) -> dict[str, Any]:
         """Which model, revision, config, device and precision serve, any fallback, and how busy it is."""
         gauge = self.server.gauge
+        directions = self.server.directions
         return {**self.server.status.as_dict(), "requests_running": gauge.running,
-                "peak_requests_running": gauge.peak}
+                "peak_requests_running": gauge.peak,
+                "directions": [directions.label(index) for index in range(directions.count)]}
 
     # -- page-only handlers ------------------------------------------------------------------
 
@@ -358,6 +392,7 @@ class Demo:
             "training_seeds": lambda value: (parse_seed_list(value, "tseeds"), value)[1],
             "epoch": lambda value: value if history is None or value == 0 or value in history.epochs
             else _raise(f"this run has epochs {', '.join(map(str, history.epochs))}"),
+            **steering_checks(self.server.directions, self.nz),
         }
 
     def state_fields(self) -> list[str]:
@@ -365,7 +400,7 @@ class Demo:
                   "walk_truncation", "start_latent", "end_latent"]
         if self.server.history is not None:
             fields += ["epoch", "training_seeds", "gif_seed"]
-        return fields
+        return fields + STEERING_FIELDS
 
     def _project(self, photo: dict | None):
         """Read the upload (size, type and dimensions checked first), delete it, project it."""
@@ -427,13 +462,645 @@ def gradio_cache_dir() -> Path:
     return Path(gradio_utils.get_upload_folder()).resolve()
 
 
+# -- steering: Edit, Arithmetic and Complete tabs (dcgan_hf.steering checks, dcgan_hf.serving runs) --------
+
+MAX_SLIDERS = 12  # directions with a slider on the page; the API takes every direction the model has
+EDIT_FIELDS = ["edit_seed", "edit_truncation", "edit_latent", "edit", "sweep_direction"]
+ARITHMETIC_FIELDS = ["group_a", "group_b", "group_c", "noise_seed"]
+COMPLETE_FIELDS = ["complete_seed", "complete_latent", "mask"]
+STEERING_FIELDS = EDIT_FIELDS + ARITHMETIC_FIELDS + COMPLETE_FIELDS
+COMPLETE_SOURCES = ("seed", "latent token", "my photo")
+ARITHMETIC_TILES = 24  # faces the Arithmetic tab's gallery shows at a time
+
+
+def face_data_uri(image: Any) -> str:
+    """A uint8 (C, 64, 64) face as an inline PNG: photos and their crops are never written to disk."""
+    return data_uri(imaging.png_bytes(imaging.to_pil(image[None])[0]))
+
+
+class SteeringHandlers:
+    """Edits along the model's directions, face arithmetic and completion: API endpoints (also MCP
+    tools) and the page's handlers. Every value is checked by dcgan_hf.steering."""
+
+    def __init__(self, server: ModelServer, files: OutputFolder) -> None:
+        self.server, self.files = server, files
+        self.nz = server.generator.nz
+        self.directions = server.directions
+        self.render_edit = on_gpu(server.edit, "edit")
+        self.render_sweep = on_gpu(server.sweep, "edit")
+        self.render_arithmetic = on_gpu(server.arithmetic, "edit")
+        self.render_completion = on_gpu(server.complete, "complete")
+        self.walk_latent = on_gpu(server.walk_latent, "edit")
+        self.render_grid = on_gpu(server.generate, "generate")
+
+    @property
+    def slider_count(self) -> int:
+        return min(MAX_SLIDERS, self.directions.count)
+
+    # -- the API ------------------------------------------------------------------------------------
+
+    def edit(self, seed: float, truncation: float, latent: str, edit: str) -> tuple[str, str]:
+        """Move a face along the model's latent directions (SeFa: found in its weights) and draw it.
+
+        Args:
+            seed: the face's seed (0 to 4294967295); ignored when latent is given.
+            truncation: scale of the seed's latent, in (0, 4]; 1.0 = off.
+            latent: optional latent token (starts "z1.") from /project, /arithmetic, /complete or an earlier /edit; replaces the seed.
+            edit: amounts along directions, e.g. "0=2.5, 3=-1" or "smile=2" (index or name = amount in standard deviations of the model's latents, -6 to 6; ±3 spans nearly all faces; /model_info lists the directions).
+
+        Returns:
+            the edited face (64×64 PNG) and its latent token.
+        """
+        request = EditRequest.parse(seed, truncation, latent, edit, directions=self.directions, nz=self.nz)
+        face, z = self.render_edit(request)
+        return self.files.write(f"{request.stem}.png", face.png), latent_token.encode(z[0])
+
+    def sweep(self, seed: float, truncation: float, latent: str, edit: str, direction: str,
+              frames: float) -> tuple[str, str]:
+        """One latent direction swept across a face, from -3 to +3 standard deviations.
+
+        Args:
+            seed: the face's seed (0 to 4294967295); ignored when latent is given.
+            truncation: scale of the seed's latent, in (0, 4]; 1.0 = off.
+            latent: optional latent token (starts "z1.") to start from instead of the seed.
+            edit: other directions' amounts kept during the sweep, e.g. "1=2" (may be empty).
+            direction: the direction to sweep: its index ("0") or name ("smile").
+            frames: number of frames, 2 to 30.
+
+        Returns:
+            the frames as a strip (PNG) and a back-and-forth animation (GIF).
+        """
+        request = SweepRequest.parse(seed, truncation, latent, edit, direction, frames, directions=self.directions,
+                                     nz=self.nz)
+        result = self.render_sweep(request)
+        return (self.files.write(f"{request.stem}-strip.png", result.strip_png),
+                self.files.write(f"{request.stem}.gif", result.gif))
+
+    def arithmetic(self, expression: str, truncation: float, noise_seed: float) -> tuple[str, str]:
+        """Face arithmetic as in the DCGAN paper: mean latents of groups, added and subtracted.
+
+        Args:
+            expression: groups of seeds (or latent tokens) joined by + and -, e.g. "10,53,85 - 3,20,39 + 11,52,64" (smiling women - neutral women + neutral men); a minus needs a space on each side; at most 8 groups of 64 faces.
+            truncation: scale of the seeds' latents, in (0, 4]; 1.0 = off.
+            noise_seed: seed of the 8 neighbours' noise (uniform ±0.25 around the result), 0 to 2147483647.
+
+        Returns:
+            the figure (each group's mean face with its sign, then the result in the middle of its 8
+            neighbours, PNG) and the result's latent token.
+        """
+        request = ArithmeticRequest.parse(expression, truncation, noise_seed, nz=self.nz)
+        grid, means, z = self.render_arithmetic(request)
+        figure = arithmetic_figure(imaging.grid_image(means.images, nrow=len(means.images)),
+                                   [group.sign for group in request.groups], imaging.grid_image(grid.images, nrow=3))
+        return self.files.write(f"{request.stem}.png", imaging.png_bytes(figure)), latent_token.encode(z)
+
+    def complete(self, seed: float, truncation: float, latent: str, mask: str) -> tuple[str, dict[str, Any]]:
+        """Hide part of a generated face and let the model fill it in from the rest.
+
+        Args:
+            seed: the face's seed (0 to 4294967295); ignored when latent is given.
+            truncation: scale of the seed's latent, in (0, 4]; 1.0 = off.
+            latent: optional latent token (starts "z1.") of the face to complete instead.
+            mask: what to hide: left, right, top, bottom (halves), eyes, mouth (bands), centre (a 32×32 square), or a brushed mask from the page (686 characters starting "m1.").
+
+        Returns:
+            the completed face (PNG: the visible pixels, the hidden part filled, blended at the seam) and a
+            summary: the mask, hidden pixels, PSNR of the visible part, steps, seconds, the latent found.
+        """
+        request = CompletionRequest.parse(seed, truncation, latent, mask, nz=self.nz)
+        completion, seconds = self._complete(request.source, request.mask)
+        completed = imaging.png_bytes(imaging.to_pil(completion.composite[None])[0])
+        return self.files.write(f"{request.stem}.png", completed), completion_summary(completion, seconds)
+
+    def complete_photo(self, photo: dict | None, mask: str) -> tuple[str, dict[str, Any]]:
+        """Hide part of a photo (JPEG, PNG or WebP, at most 10 MB) and let the model fill it in.
+
+        The photo is centre-cropped to 64×64 like the training faces and deleted as soon as it has been
+        read. Nothing of it is written anywhere: the completed photo comes back inline, in the summary.
+
+        Args:
+            photo: the photo (an uploaded file).
+            mask: left, right, top, bottom, eyes, mouth, centre, or a brushed mask ("m1." …).
+
+        Returns:
+            the face the model drew for it (PNG) and a summary whose "completed_png" is the completed photo
+            (a data: URI), with the mask, hidden pixels, PSNR of the visible part, steps and seconds.
+        """
+        crop = read_photo(photo)  # first: the upload is deleted whatever else is wrong
+        completion, seconds = self._complete(crop, parse_mask(mask))
+        name = f"dcgan-completed-{latent_token.encode(completion.projection.z)[3:15]}.png"
+        generated = imaging.png_bytes(imaging.to_pil(completion.projection.image[None])[0])
+        return (self.files.write(name, generated),
+                {**completion_summary(completion, seconds), "completed_png": face_data_uri(completion.composite)})
+
+    def _complete(self, target: Any, mask: Any) -> tuple[Any, float]:
+        started = time.perf_counter()
+        completion = self.render_completion(target, mask)
+        return completion, time.perf_counter() - started
+
+    # -- page handlers: Edit --------------------------------------------------------------------------
+
+    def edit_page(self, seed: float, truncation: float, latent: str, *amounts: float) -> tuple[str, str, str]:
+        """The sliders' face: its file, its latent token and the edit as text (for the URL and the API)."""
+        text = format_edit({index: check_amount(amount, self.directions.label(index))
+                            for index, amount in enumerate(amounts) if amount})
+        face, token = self.edit(seed, truncation, latent, text)
+        return face, token, text
+
+    def edit_text_page(self, seed: float, truncation: float, latent: str, text: str) -> tuple:
+        """An edit typed as text (or read from a link): the sliders set from it, then its face."""
+        request = EditRequest.parse(seed, truncation, latent, text, directions=self.directions, nz=self.nz)
+        beyond = [index for index in request.edit if index >= self.slider_count]
+        if beyond:
+            raise ValueError(f"the page has sliders for directions 0 to {self.slider_count - 1}; use the API "
+                             f"for direction {beyond[0]}")
+        values = [request.edit.get(index, 0.0) for index in range(self.slider_count)]
+        face, token = self.edit(seed, truncation, latent, request.edit_text)
+        return (*values, face, token, request.edit_text)
+
+    def sweep_page(self, seed: float, truncation: float, latent: str, text: str, direction: float,
+                   frames: float) -> tuple[str, str, str]:
+        strip, gif = self.sweep(seed, truncation, latent, text, str(direction), frames)
+        return strip, gif, gif
+
+    def edit_from_walk(self, seed_a: float, seed_b: float, more_seeds: str, frames: float, method: str,
+                       closed: bool, truncation: float, start_latent: str, end_latent: str, frame: float) -> tuple:
+        """Frame ``frame`` (1-based) of the current walk, as a latent token for the Edit tab."""
+        request = InterpolateRequest.parse(seed_a, seed_b, more_seeds, frames, method, closed, truncation,
+                                           start_latent, end_latent, nz=self.nz)
+        index = check_whole_number(frame, "frame", 1, request.frames) - 1
+        return latent_token.encode(self.walk_latent(request, index)), gr.Tabs(selected="edit")
+
+    # -- page handlers: Arithmetic ------------------------------------------------------------------------
+
+    def arithmetic_page(self, group_a: str, group_b: str, group_c: str, noise_seed: float) -> tuple[str, str, str]:
+        expression = f"{group_a} - {group_b} + {group_c}"
+        for letter, text in zip("ABC", (group_a, group_b, group_c)):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"group {letter} is empty: click faces below to fill it")
+        figure, token = self.arithmetic(expression, 1.0, noise_seed)
+        return figure, token, figure
+
+    def arithmetic_gallery(self, start: float) -> tuple[list, list[int]]:
+        """Faces to pick groups from: ARITHMETIC_TILES seeds from ``start``; the seeds stay on the server."""
+        request = GenerateRequest.parse(start, ARITHMETIC_TILES, 1.0)
+        grid = self.render_grid(request)
+        tiles = [(self.files.write(tile_name(seed, 1.0), png), f"seed {seed}")
+                 for seed, png in zip(request.seeds, grid.tile_pngs())]
+        return tiles, request.seeds
+
+    def add_to_group(self, shown: list[int], group: str, a: str, b: str, c: str,
+                     event: gr.SelectData) -> tuple[str, str, str]:
+        """A face was clicked: its seed (from the server's list, by index) joins the chosen group."""
+        index = event.index if isinstance(event.index, int) and not isinstance(event.index, bool) else -1
+        if not 0 <= index < len(shown):
+            raise ValueError("click a face of the gallery")
+        groups = {"A": a or "", "B": b or "", "C": c or ""}
+        if group not in groups:
+            raise ValueError("choose group A, B or C")
+        current = [part for part in re.split(r"[,\s]+", groups[group].strip()) if part]
+        if len(current) >= MAX_GROUP_SEEDS:
+            raise ValueError(f"group {group} is full ({MAX_GROUP_SEEDS} faces)")
+        groups[group] = ", ".join([*current, str(shown[index])])
+        gr.Info(f"seed {shown[index]} → group {group}")
+        return groups["A"], groups["B"], groups["C"]
+
+    # -- page handlers: Complete -------------------------------------------------------------------------
+
+    def complete_source(self, source: str, seed: float, truncation: float, latent: str, crop: Any) -> Any:
+        """The face to brush on (inline, never a file): a seed's, a latent token's or the photo's crop."""
+        if source == "my photo":
+            if crop is None:
+                raise ValueError("upload a photo first")
+            return face_data_uri(crop_tensor(crop))
+        token = latent if source == "latent token" else ""
+        if source == "latent token" and not (isinstance(token, str) and token.strip()):
+            raise ValueError("paste a latent token (from Your face, Edit or Arithmetic) first")
+        face, _ = self.render_edit(EditRequest(FaceSource.parse(seed, truncation, token, nz=self.nz), ()))
+        return face_data_uri(face.images[0])
+
+    def complete_photo_upload(self, photo: dict | None) -> tuple:
+        """Read the photo (checked, then deleted); its crop stays in the session's memory only."""
+        crop = read_photo(photo)
+        return gr.Image(value=None), crop.numpy(), face_data_uri(crop), "my photo"
+
+    def complete_page(self, source: str, seed: float, truncation: float, latent: str, crop: Any,
+                      mask: str) -> tuple[str, str]:
+        """The completion, shown inline (original · visible part · filled · the model's face), and its numbers."""
+        hidden = parse_mask(mask)
+        if source == "my photo":
+            if crop is None:
+                raise ValueError("upload a photo first")
+            target: Any = crop_tensor(crop)
+        else:
+            token = latent if source == "latent token" else ""
+            if source == "latent token" and not (isinstance(token, str) and token.strip()):
+                raise ValueError("paste a latent token first, or pick the seed source")
+            target = FaceSource.parse(seed, truncation, token, nz=self.nz)
+        completion, seconds = self._complete(target, hidden)
+        pictures = [("original", completion.projection.target), ("what the model saw", completion.masked_target),
+                    ("completed", completion.composite), ("the model's face", completion.projection.image)]
+        figures = "".join(f'<figure><img alt="{label}" src="{face_data_uri(image)}"><figcaption>{label}'
+                          "</figcaption></figure>" for label, image in pictures)
+        download = (f'<a download="dcgan-completed.png" href="{face_data_uri(completion.composite)}" '
+                    'id="completed-download">Download the completed face (PNG)</a>')
+        summary = completion_summary(completion, seconds)
+        text = (f"**{summary['hidden_pixels']}** of 4096 pixels filled in · visible part matched at "
+                f"**{summary['visible_psnr_db']} dB** PSNR · {summary['steps']} Adam steps in {seconds:.1f} s")
+        return f'<div class="completion-row">{figures}</div>{download}', text
+
+
+def completion_summary(completion: Any, seconds: float) -> dict[str, Any]:
+    return {
+        "mask": mask_label(completion.mask), "hidden_pixels": int(completion.mask.sum()),
+        "visible_psnr_db": round(psnr(completion.visible_mse), 2), "steps": completion.projection.steps,
+        "seconds": round(seconds, 2), "latent": latent_token.encode(completion.projection.z),
+    }
+
+
+def read_photo(photo: object) -> Any:
+    """An uploaded photo's 64×64 crop (uint8 tensor): size, type and dimensions checked first, file deleted."""
+    path = upload_path(photo)
+    try:
+        return photos.photo_from_file(path).pixels
+    finally:
+        delete_upload(path)
+
+
+def crop_tensor(crop: Any) -> Any:
+    """The session's photo crop (kept as a uint8 array in a gr.State) back as a tensor, checked."""
+    array = np.asarray(crop)
+    if array.dtype != np.uint8 or array.shape != (3, 64, 64):
+        raise ValueError("upload the photo again")
+    return torch.from_numpy(array.copy())
+
+
+def steering_checks(directions: Any, nz: int) -> dict[str, Callable[[Any], Any]]:
+    """The Edit, Arithmetic and Complete tabs' validators, applied to a link's values."""
+
+    def group(text: str) -> str:
+        if len(split_expression(text)) != 1:
+            raise ValueError("one group of seeds, without + or -")
+        ArithmeticRequest.parse(text, nz=nz)
+        return text
+
+    return {
+        "edit_seed": check_seed_input, "complete_seed": check_seed_input, "edit_truncation": check_truncation,
+        "edit_latent": lambda value: parse_latent_input(value, nz, "ez") or "",
+        "complete_latent": lambda value: parse_latent_input(value, nz, "cz") or "",
+        "edit": lambda value: EditRequest.parse(0, 1.0, "", value, directions=directions, nz=nz).edit_text,
+        "sweep_direction": directions.index, "group_a": group, "group_b": group, "group_c": group,
+        "noise_seed": lambda value: check_whole_number(value, "noise", 0, 2**31 - 1),
+        "mask": lambda value: (parse_mask(value), value.strip())[1],
+    }
+
+
+BRUSH_TEMPLATE = (
+    '<div class="brush"><img class="brush-face" alt="the face to complete" src="${value}">'
+    '<canvas class="brush-canvas" width="64" height="64"></canvas></div>'
+    '<div class="brush-tools"><label>brush size <input class="brush-size" type="range" min="1" max="12" '
+    'value="4"></label> <button class="brush-erase" type="button">erase</button> '
+    '<button class="brush-clear" type="button">clear</button></div>'
+)
+
+
+# the brush over the Complete tab's face; brush_script fills in the presets' boxes
+BRUSH_JS = """
+const SIDE = 64, PREFIX = "m1.", PRESETS = __PRESETS__;
+const field = () => document.querySelector("#mask-spec textarea, #mask-spec input");
+let mask = new Uint8Array(SIDE * SIDE), shown = null, drawing = false, erasing = false;
+function decode(text) {
+  const bits = new Uint8Array(SIDE * SIDE);
+  text = (text || "").trim();
+  if (PRESETS[text]) {
+    const [top, bottom, left, right] = PRESETS[text];
+    for (let y = top; y < bottom; y++) for (let x = left; x < right; x++) bits[y * SIDE + x] = 1;
+  } else if (text.startsWith(PREFIX)) {
+    let body = text.slice(PREFIX.length).replace(/-/g, "+").replace(/_/g, "/");
+    while (body.length % 4) body += "=";
+    try {
+      const raw = atob(body);
+      for (let i = 0; i < SIDE * SIDE; i++) bits[i] = (raw.charCodeAt(i >> 3) >> (7 - (i & 7))) & 1;
+    } catch (error) { /* a damaged token: the server says so when it is used */ }
+  }
+  return bits;
+}
+function encode() {
+  let raw = "";
+  for (let byte = 0; byte < SIDE * SIDE / 8; byte++) {
+    let value = 0;
+    for (let bit = 0; bit < 8; bit++) value = (value << 1) | mask[byte * 8 + bit];
+    raw += String.fromCharCode(value);
+  }
+  return PREFIX + btoa(raw).replace(/\\+/g, "-").replace(/\\//g, "_").replace(/=+$/, "");
+}
+function paint() {
+  const canvas = element.querySelector(".brush-canvas");
+  if (!canvas) return;
+  const context = canvas.getContext("2d"), image = context.createImageData(SIDE, SIDE);
+  for (let i = 0; i < SIDE * SIDE; i++) if (mask[i]) image.data.set([255, 40, 40, 170], 4 * i);
+  context.putImageData(image, 0, 0);
+}
+function publish() {
+  const box = field();
+  if (!box) return;
+  box.value = mask.some((bit) => bit) ? encode() : "";
+  shown = box.value;
+  box.dispatchEvent(new Event("input", { bubbles: true }));
+}
+function sync() {
+  const box = field();
+  if (box && box.value !== shown) { shown = box.value; mask = decode(shown); paint(); }
+}
+function stamp(event) {
+  const canvas = element.querySelector(".brush-canvas"), rect = canvas.getBoundingClientRect();
+  const cx = (event.clientX - rect.left) * SIDE / rect.width, cy = (event.clientY - rect.top) * SIDE / rect.height;
+  const radius = Number(element.querySelector(".brush-size").value);
+  for (let y = Math.max(0, Math.floor(cy - radius)); y < Math.min(SIDE, Math.ceil(cy + radius)); y++)
+    for (let x = Math.max(0, Math.floor(cx - radius)); x < Math.min(SIDE, Math.ceil(cx + radius)); x++)
+      if ((x + 0.5 - cx) ** 2 + (y + 0.5 - cy) ** 2 <= radius * radius) mask[y * SIDE + x] = erasing ? 0 : 1;
+  paint();
+}
+element.addEventListener("pointerdown", (event) => {
+  if (!event.target.classList.contains("brush-canvas")) return;
+  drawing = true;
+  event.target.setPointerCapture(event.pointerId);
+  event.preventDefault();
+  stamp(event);
+});
+element.addEventListener("pointermove", (event) => { if (drawing) stamp(event); });
+const stop = () => { if (drawing) { drawing = false; publish(); } };
+element.addEventListener("pointerup", stop);
+element.addEventListener("pointercancel", stop);
+element.addEventListener("click", (event) => {
+  if (event.target.classList.contains("brush-clear")) { mask = new Uint8Array(SIDE * SIDE); paint(); publish(); }
+  if (event.target.classList.contains("brush-erase")) {
+    erasing = !erasing;
+    event.target.textContent = erasing ? "paint" : "erase";
+  }
+});
+watch("value", () => { shown = null; sync(); });
+setInterval(sync, 250);  // the box also changes from Python (a preset, a link): repaint when it does
+sync();
+"""
+
+
+def brush_script(presets: dict[str, tuple[int, int, int, int]]) -> str:
+    """JS for the brush: paint the 64×64 mask over the face; the mask lives in the #mask-spec box as text
+    (a preset's name or "m1." + base64url of its 4096 bits, dcgan_hf.completion.encode_mask), so it goes
+    into the URL and the API as it is. Painting ends with an ``input`` event on that box."""
+    return BRUSH_JS.replace("__PRESETS__", json.dumps(presets))
+
+
+def build_edit_tab(steering: SteeringHandlers, defaults: PageState) -> dict[str, Any]:
+    """The Edit tab: a face (seed or latent token), one slider per direction, its sweep."""
+    directions = steering.directions
+    with gr.Tab("Edit", id="edit", elem_id="tab-edit") as tab:
+        gr.Markdown(f"Move a face along the model's own latent directions ({directions.method.upper()}: found "
+                    "in its first layer's weights). Amounts are in standard deviations of the model's latents: "
+                    "±3 spans nearly all the faces it draws.")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=260):
+                with gr.Row():
+                    seed = gr.Number(value=defaults.edit_seed, label="seed", precision=0, elem_id="edit-seed")
+                    truncation = gr.Slider(0.05, 1.5, value=defaults.edit_truncation, step=0.05, label="truncation",
+                                           elem_id="edit-truncation")
+                latent = gr.Textbox(defaults.edit_latent, label="or a latent token (replaces the seed)", max_lines=1,
+                                    placeholder="z1.… from Your face, Interpolate, Arithmetic", elem_id="edit-latent")
+                sliders = [gr.Slider(-MAX_AMOUNT, MAX_AMOUNT, value=0.0, step=0.1, label=directions.label(index),
+                                     elem_id=f"direction-{index}") for index in range(steering.slider_count)]
+                reset = gr.Button("Reset all to 0", size="sm", elem_id="edit-reset")
+            with gr.Column(scale=1, min_width=260):
+                face = gr.Image(label="edited face", type="filepath", format="png", interactive=False, height=288,
+                                elem_id="edit-face", buttons=["download"])
+                text = gr.Textbox(defaults.edit, label="the edit as text (press Enter to apply)", max_lines=1,
+                                  placeholder="e.g. 0=2.5, 3=-1", elem_id="edit-text")
+                token = gr.Textbox(label="latent token of the edited face", max_lines=1, buttons=["copy"],
+                                   elem_id="edit-token")
+                with gr.Row():
+                    direction = gr.Dropdown([(directions.label(index), index) for index in range(directions.count)],
+                                            value=defaults.sweep_direction, label="sweep a direction",
+                                            elem_id="sweep-direction")
+                    frames = gr.Slider(2, 30, value=9, step=1, label="frames", elem_id="sweep-frames")
+                sweep = gr.Button("Sweep −3 … +3", elem_id="sweep")
+                strip = gr.Image(label="sweep", type="filepath", format="png", interactive=False, elem_id="sweep-strip",
+                                 buttons=["download", "fullscreen"])
+                gif = gr.Image(label="sweep, animated", type="filepath", image_mode=None, interactive=False,
+                               height=200, elem_id="sweep-gif")
+                gif_download = gr.DownloadButton("Download sweep GIF", elem_id="sweep-gif-download")
+    return dict(tab=tab, seed=seed, truncation=truncation, latent=latent, sliders=sliders, reset=reset, face=face,
+                text=text, token=token, direction=direction, frames=frames, sweep=sweep, strip=strip, gif=gif,
+                gif_download=gif_download)
+
+
+def build_arithmetic_tab(defaults: PageState) -> dict[str, Any]:
+    """The Arithmetic tab: three groups filled by clicking faces, A − B + C as in the DCGAN paper.
+
+    Its gallery is drawn when the tab opens (not at start-up: the first paint stays light)."""
+    with gr.Tab("Arithmetic", id="arithmetic", elem_id="tab-arithmetic") as tab:
+        gr.Markdown("Face arithmetic as in the DCGAN paper: each group's latents are averaged, then **A − B + C**. "
+                    "The result sits in the middle of 8 neighbours (its latent plus small noise). The default: "
+                    "smiling women − neutral women + neutral men.")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=260):
+                group_a = gr.Textbox(defaults.group_a, label="group A (seeds or latent tokens)", elem_id="group-a")
+                group_b = gr.Textbox(defaults.group_b, label="− group B", elem_id="group-b")
+                group_c = gr.Textbox(defaults.group_c, label="+ group C", elem_id="group-c")
+                noise = gr.Number(value=defaults.noise_seed, label="neighbours' noise seed", precision=0,
+                                  elem_id="noise-seed")
+                go = gr.Button("A − B + C", variant="primary", elem_id="arithmetic")
+            with gr.Column(scale=2):
+                figure = gr.Image(label="A − B + C", type="filepath", format="png", interactive=False,
+                                  elem_id="arithmetic-figure", buttons=["download", "fullscreen"])
+                token = gr.Textbox(label="latent token of the result", max_lines=1, buttons=["copy"],
+                                   elem_id="arithmetic-token")
+                to_edit = gr.Button("Edit the result", size="sm", elem_id="arithmetic-edit")
+                figure_download = gr.DownloadButton("Download (PNG)", elem_id="arithmetic-download")
+        with gr.Row():
+            target = gr.Radio(["A", "B", "C"], value="A", label="a click adds the face to group",
+                              elem_id="target-group")
+            start = gr.Number(value=0, label="faces from seed", precision=0, elem_id="arithmetic-start")
+            more = gr.Button("Show these faces", size="sm", elem_id="arithmetic-browse")
+        gallery = gr.Gallery(label="click faces to fill the groups", format="png", columns=12, height="auto",
+                             allow_preview=False, object_fit="contain", elem_id="arithmetic-gallery",
+                             interactive=False)
+        shown = gr.State([])  # the gallery's seeds, on the server: a click is mapped to its seed by index
+    return dict(tab=tab, group_a=group_a, group_b=group_b, group_c=group_c, noise=noise, go=go, figure=figure,
+                token=token, to_edit=to_edit, figure_download=figure_download, target=target, start=start, more=more,
+                gallery=gallery, shown=shown)
+
+
+def build_complete_tab(first_face: str, defaults: PageState) -> dict[str, Any]:
+    """The Complete tab: a face (seed, latent token or photo), a mask (preset or brushed), the filled face."""
+    with gr.Tab("Complete", id="complete", elem_id="tab-complete") as tab:
+        gr.Markdown("Hide part of a face and let the model fill it in: it searches for the latent whose face "
+                    "matches the visible pixels (a few seconds), then blends that face into the hole. Pick a "
+                    f"preset or brush over the face. Photos: {photos.ACCEPTED}, at most "
+                    f"{photos.MAX_BYTES // 2**20} MB, deleted as soon as they are read; nothing of them is kept.")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=260):
+                source = gr.Radio(list(COMPLETE_SOURCES), value="seed", label="face", elem_id="complete-source")
+                seed = gr.Number(value=defaults.complete_seed, label="seed", precision=0, elem_id="complete-seed")
+                latent = gr.Textbox(defaults.complete_latent, label="latent token", max_lines=1,
+                                    elem_id="complete-latent")
+                photo = gr.Image(label="or upload a photo", type="filepath", sources=["upload"], height=160,
+                                 elem_id="complete-photo")
+            with gr.Column(scale=1, min_width=280):
+                presets = gr.Radio([*[(PRESET_LABELS[name], name) for name in PRESETS], ("brushed", "brushed")],
+                                   value=defaults.mask if defaults.mask in PRESETS else "brushed", label="hide",
+                                   elem_id="mask-preset")
+                brush = gr.HTML(first_face, html_template=BRUSH_TEMPLATE, js_on_load=brush_script(PRESET_BOXES),
+                                elem_id="brush")
+                mask = gr.Textbox(defaults.mask, label="mask (a preset, or the brushed mask as text)", max_lines=1,
+                                  elem_id="mask-spec")
+                go = gr.Button("Complete", variant="primary", elem_id="complete")
+            with gr.Column(scale=2, min_width=300):
+                result = gr.HTML(elem_id="completion", js_on_load=None)
+                summary = gr.Markdown(elem_id="completion-summary")
+        crop = gr.State(None)  # the photo's 64×64 crop, in this session's memory only
+    return dict(tab=tab, source=source, seed=seed, latent=latent, photo=photo, presets=presets, brush=brush,
+                mask=mask, go=go, result=result, summary=summary, crop=crop)
+
+
+def wire_steering(steering: SteeringHandlers, edit: dict, arithmetic: dict, complete: dict, *, tabs: Any,
+                  remember: dict, model_events: dict, page_events: dict, ui_events: dict, mcp: bool) -> None:
+    """The three tabs' events, and their API endpoints (also MCP tools, except complete_photo)."""
+    handlers = {name: messages(getattr(steering, name)) for name in (
+        "edit", "sweep", "arithmetic", "complete", "complete_photo", "edit_page", "edit_text_page", "sweep_page",
+        "arithmetic_page", "arithmetic_gallery", "add_to_group", "complete_source", "complete_photo_upload",
+        "complete_page")}
+    source = [edit["seed"], edit["truncation"], edit["latent"]]
+    edit_face = [edit["face"], edit["token"], edit["text"]]
+    gr.on([slider.input for slider in edit["sliders"]] + [slider.release for slider in edit["sliders"]]
+          + [edit["seed"].submit, edit["truncation"].release, edit["latent"].submit],
+          handlers["edit_page"], [*source, *edit["sliders"]], edit_face, trigger_mode="always_last",
+          **page_events).success(**remember)
+    edit["text"].submit(handlers["edit_text_page"], [*source, edit["text"]], [*edit["sliders"], *edit_face],
+                        **page_events).success(**remember)
+    edit["reset"].click(lambda: [0.0] * len(edit["sliders"]), None, edit["sliders"], **ui_events).then(
+        handlers["edit_page"], [*source, *edit["sliders"]], edit_face, **page_events).success(**remember)
+    sweep_outputs = [edit["strip"], edit["gif"], edit["gif_download"]]
+    gr.on([edit["sweep"].click, edit["direction"].input], handlers["sweep_page"],
+          [*source, edit["text"], edit["direction"], edit["frames"]], sweep_outputs, **page_events).success(**remember)
+    edit["tab"].select(handlers["edit_text_page"], [*source, edit["text"]], [*edit["sliders"], *edit_face],
+                       **page_events)
+
+    groups = [arithmetic["group_a"], arithmetic["group_b"], arithmetic["group_c"]]
+    arithmetic_outputs = [arithmetic["figure"], arithmetic["token"], arithmetic["figure_download"]]
+    gr.on([arithmetic["go"].click, arithmetic["noise"].submit] + [group.submit for group in groups],
+          handlers["arithmetic_page"], [*groups, arithmetic["noise"]], arithmetic_outputs,
+          **page_events).success(**remember)
+    shown = arithmetic["shown"]
+    arithmetic["tab"].select(handlers["arithmetic_page"], [*groups, arithmetic["noise"]], arithmetic_outputs,
+                             **page_events).then(handlers["arithmetic_gallery"], arithmetic["start"],
+                                                 [arithmetic["gallery"], shown], **page_events)
+    gr.on([arithmetic["more"].click, arithmetic["start"].submit], handlers["arithmetic_gallery"], arithmetic["start"],
+          [arithmetic["gallery"], shown], **page_events)
+    arithmetic["gallery"].select(handlers["add_to_group"], [shown, arithmetic["target"], *groups], groups,
+                                 **ui_events).success(**remember)
+    arithmetic["to_edit"].click(messages(lambda token: (require_token(token, "compute A − B + C first"),
+                                                        gr.Tabs(selected="edit"))),
+                                arithmetic["token"], [edit["latent"], tabs], **ui_events).success(
+        handlers["edit_text_page"], [*source, edit["text"]], [*edit["sliders"], *edit_face],
+        **page_events).success(**remember)
+
+    face_inputs = [complete["source"], complete["seed"], complete["latent"], complete["crop"]]
+    show_face = dict(fn=lambda kind, seed, latent, crop: handlers["complete_source"](kind, seed, 1.0, latent, crop),
+                     inputs=face_inputs, outputs=complete["brush"])
+    gr.on([complete["source"].input, complete["seed"].submit, complete["latent"].submit], **show_face,
+          **page_events).success(**remember)
+    complete["photo"].upload(handlers["complete_photo_upload"], complete["photo"],
+                             [complete["photo"], complete["crop"], complete["brush"], complete["source"]],
+                             **page_events)
+    complete["presets"].input(lambda choice: "" if choice == "brushed" else choice, complete["presets"],
+                              complete["mask"], **ui_events)
+    complete["mask"].change(lambda text: text if text in PRESETS else "brushed", complete["mask"],
+                           complete["presets"], **ui_events)
+    complete["go"].click(lambda kind, seed, latent, crop, mask: handlers["complete_page"](kind, seed, 1.0, latent,
+                                                                                         crop, mask),
+                         [*face_inputs, complete["mask"]], [complete["result"], complete["summary"]],
+                         **page_events).success(**remember)
+    steering_api(handlers, edit, model_events, mcp)
+
+
+def steering_api(handlers: dict, edit: dict, model_events: dict, mcp: bool) -> None:
+    """Hidden triggers for the API: typed inputs (an integer seed, text edits and masks) and plain outputs."""
+    with gr.Row(visible=False):
+        seed = gr.Number(precision=0, label="seed")
+        truncation = gr.Number(value=1.0, label="truncation")
+        latent, text, direction, expression, mask = (gr.Textbox(label=name) for name in (
+            "latent", "edit", "direction", "expression", "mask"))
+        frames = gr.Number(value=9, precision=0, label="frames")
+        noise_seed = gr.Number(value=0, precision=0, label="noise_seed")
+        photo = gr.Image(type="filepath", label="photo")
+        face, strip, figure, completed = (gr.Image(type="filepath", format="png") for _ in range(4))
+        gif = gr.Image(type="filepath", image_mode=None)
+        token, summary = gr.Textbox(), gr.JSON()
+        buttons = [gr.Button() for _ in range(5)]
+    buttons[0].click(handlers["edit"], [seed, truncation, latent, text], [face, token], api_name="edit",
+                     **model_events)
+    buttons[1].click(handlers["sweep"], [seed, truncation, latent, text, direction, frames], [strip, gif],
+                     api_name="sweep", **model_events)
+    buttons[2].click(handlers["arithmetic"], [expression, truncation, noise_seed], [figure, token],
+                     api_name="arithmetic", **model_events)
+    buttons[3].click(handlers["complete"], [seed, truncation, latent, mask], [completed, summary],
+                     api_name="complete", **model_events)
+    buttons[4].click(handlers["complete_photo"], [photo, mask], [completed, summary], api_name="complete_photo",
+                     **{**model_events, "api_visibility": "undocumented" if mcp else "public"})
+
+
+def require_token(token: object, message: str) -> str:
+    if not isinstance(token, str) or not token.strip():
+        raise ValueError(message)
+    return token
+
+
+
+def edit_start(chosen: tuple[int, float] | None) -> tuple[int, float, str, str]:
+    """A clicked gallery tile as the Edit tab's start: its seed and truncation, no token, no edit yet."""
+    if chosen is None:
+        raise ValueError("click a face first")
+    return chosen[0], chosen[1], "", ""
+
+
+def link_steering(loaded: Any, steering: SteeringHandlers, edit: dict, arithmetic: dict, complete: dict,
+                  first_tab: Any, page_events: dict) -> Any:
+    """A link to the Edit, Arithmetic or Complete tab draws its result at once (one event for the three:
+    every queued step of the first paint delays it)."""
+    edit_in = [edit["seed"], edit["truncation"], edit["latent"], edit["text"]]
+    edit_out = [*edit["sliders"], edit["face"], edit["token"], edit["text"]]
+    groups_in = [arithmetic["group_a"], arithmetic["group_b"], arithmetic["group_c"], arithmetic["noise"]]
+    arithmetic_out = [arithmetic["figure"], arithmetic["token"], arithmetic["figure_download"],
+                      arithmetic["gallery"], arithmetic["shown"]]
+    complete_in = [complete["seed"], complete["latent"], complete["mask"]]
+    complete_out = [complete["source"], complete["brush"], complete["presets"], complete["result"], complete["summary"]]
+
+    def draw(first: str, *values: Any) -> tuple:
+        skipped = {"edit": [gr.skip()] * len(edit_out), "arithmetic": [gr.skip()] * len(arithmetic_out),
+                   "complete": [gr.skip()] * len(complete_out)}
+        if first == "edit":
+            skipped["edit"] = list(steering.edit_text_page(*values[:4]))
+        elif first == "arithmetic":
+            skipped["arithmetic"] = [*steering.arithmetic_page(*values[4:8]), *steering.arithmetic_gallery(0)]
+        elif first == "complete":
+            seed, latent, mask = values[8:]
+            kind = "latent token" if latent else "seed"
+            face = steering.complete_source(kind, seed, 1.0, latent, None)
+            result, summary = steering.complete_page(kind, seed, 1.0, latent, None, mask)
+            skipped["complete"] = [kind, face, mask if mask in PRESETS else "brushed", result, summary]
+        return (*skipped["edit"], *skipped["arithmetic"], *skipped["complete"])
+
+    return loaded.then(messages(draw), [first_tab, *edit_in, *groups_in, *complete_in],
+                       [*edit_out, *arithmetic_out, *complete_out], **page_events)
+
+
 def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None, *, mcp: bool = False) -> gr.Blocks:
     """The Blocks app for ``server``, queue configured; results are written to ``output_dir``.
 
-    With ``mcp``, ``/project`` is left out of the API page and so out of the MCP tools: Gradio's
-    MCP layer turns a tool's file argument into a file of its own in the cache before the call,
-    a copy of the photo that the handler never sees and cannot delete. gradio_client still
-    calls it (``api_visibility="undocumented"``).
+    With ``mcp``, ``/project`` and ``/complete_photo`` are left out of the API page and so out of
+    the MCP tools: Gradio's MCP layer turns a tool's file argument into a file of its own in the
+    cache before the call, a copy of the photo that the handler never sees and cannot delete.
+    gradio_client still calls them (``api_visibility="undocumented"``).
     """
     demo_handlers = Demo(server, output_dir or tempfile.mkdtemp(prefix="dcgan-app-"))
     handlers = {name: messages(getattr(demo_handlers, name)) for name in (
@@ -446,6 +1113,8 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None,
     first_strip, first_gif = demo_handlers.interpolate(
         defaults.seed_a, defaults.seed_b, defaults.more_seeds, defaults.frames, defaults.method, defaults.closed,
         defaults.walk_truncation)
+    steering = SteeringHandlers(server, demo_handlers.files)
+    first_brush_face = steering.complete_source("seed", defaults.complete_seed, 1.0, "", None)
 
     # preprocess=False: handlers get the raw values and dcgan_hf.serving checks them all
     # (gr.Slider's own range check crashes on a non-number with an opaque error; an image
@@ -489,6 +1158,7 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None,
                             use_a = gr.Button("Use as seed A", size="sm", elem_id="use-a")
                             use_b = gr.Button("Use as seed B", size="sm", elem_id="use-b")
                             show_larger = gr.Button("Show larger", size="sm", elem_id="show-larger")
+                            edit_tile = gr.Button("Edit this face", size="sm", elem_id="edit-tile")
                         larger = gr.Image(label="larger", type="filepath", format="png", interactive=False,
                                           visible=False, height=384, elem_id="larger", buttons=["download"])
                 shown_seeds = gr.State(first_seeds)
@@ -528,6 +1198,10 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None,
                         strip = gr.Image(first_strip, label="frames", type="filepath", image_mode=None, format="png",
                                          interactive=False, elem_id="strip", buttons=["download", "fullscreen"])
                         gif_download = gr.DownloadButton("Download GIF", value=first_gif, elem_id="gif-download")
+                        with gr.Row():
+                            edit_frame = gr.Number(value=1, label="frame", precision=0, minimum=1,
+                                                   elem_id="edit-frame-number")
+                            edit_walk = gr.Button("Edit this frame", size="sm", elem_id="edit-frame")
                 walk_inputs = [seed_a, seed_b, more, frames, method, closed, walk_truncation, start_latent,
                                end_latent]
                 walk_examples = gr.Dataset(components=walk_inputs[:7],
@@ -554,6 +1228,11 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None,
                     to_seed = gr.Number(value=42, label="walk from my face to seed", precision=0,
                                         elem_id="to-seed")
                     walk_from_face = gr.Button("Walk from my face", variant="primary", elem_id="walk-from-face")
+                    edit_face = gr.Button("Edit my face", elem_id="edit-my-face")
+
+            edit = build_edit_tab(steering, defaults)
+            arithmetic = build_arithmetic_tab(defaults)
+            complete = build_complete_tab(first_brush_face, defaults)
 
             if history is not None:
                 with gr.Tab("Training", id="training", elem_id="tab-training") as training_tab:
@@ -597,6 +1276,9 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None,
                             start_latent, end_latent]
         if history is not None:
             state_components += [epoch, training_seeds, gif_seed]
+        state_components += [edit["seed"], edit["truncation"], edit["latent"], edit["text"], edit["direction"],
+                             arithmetic["group_a"], arithmetic["group_b"], arithmetic["group_c"], arithmetic["noise"],
+                             complete["seed"], complete["latent"], complete["mask"]]
         keys_by_field = {name: key for key, name in KEYS.items()}
         state_keys = [keys_by_field[name] for name in demo_handlers.state_fields()]
         remember = dict(fn=None, inputs=state_components, outputs=None, js=url_script(state_keys), **js_events)
@@ -667,8 +1349,24 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None,
             gif_seed.submit(api_name="training_gif", **show_gif, **model_events).success(**remember)
             training_tab.select(**show_epoch, **page_events).then(**show_gif, **page_events)
 
+        # -- Edit, Arithmetic, Complete, and the ways into Edit from the other tabs ----------------
+        wire_steering(steering, edit, arithmetic, complete, tabs=tabs, remember=remember, model_events=model_events,
+                      page_events=page_events, ui_events=ui_events, mcp=mcp)
+        open_edit = dict(fn=messages(steering.edit_text_page), inputs=[edit["seed"], edit["truncation"],
+                                                                        edit["latent"], edit["text"]],
+                         outputs=[*edit["sliders"], edit["face"], edit["token"], edit["text"]], **page_events)
+        edit_tile.click(messages(lambda chosen: (*edit_start(chosen), gr.Tabs(selected="edit"))), picked,
+                        [edit["seed"], edit["truncation"], edit["latent"], edit["text"], tabs],
+                        **ui_events).success(**open_edit).success(**remember)
+        edit_walk.click(messages(steering.edit_from_walk), [*walk_inputs, edit_frame], [edit["latent"], tabs],
+                        **page_events).success(**open_edit).success(**remember)
+        edit_face.click(messages(lambda face: (require_token(face, "upload a photo first: its latent is edited"),
+                                               gr.Tabs(selected="edit"))), token, [edit["latent"], tabs],
+                        **ui_events).success(**open_edit).success(**remember)
+
         # -- tabs in the URL, first paint ----------------------------------------------------------
-        tab_list = [(generate_tab, "generate"), (interpolate_tab, "interpolate"), (project_tab, "project")]
+        tab_list = [(generate_tab, "generate"), (interpolate_tab, "interpolate"), (project_tab, "project"),
+                    (edit["tab"], "edit"), (arithmetic["tab"], "arithmetic"), (complete["tab"], "complete")]
         if history is not None:
             tab_list.append((training_tab, "training"))
         for tab, name in tab_list:
@@ -683,6 +1381,7 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None,
                                  [training_grid, which], **page_events).then(
                 when_linked(handlers["training_gif"], "training"), [first_tab, *gif_inputs],
                 [training_gif, training_strip, epochs_shown], **page_events)
+        loaded = link_steering(loaded, steering, edit, arithmetic, complete, first_tab, page_events)
         loaded.then(None, None, None, js=LOADED_SCRIPT, **js_events)
     return demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=MAX_QUEUE, api_open=False)
 

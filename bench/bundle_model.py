@@ -16,7 +16,11 @@ What it does, in order:
    ``runs/``, which stay out of git for size), with the card naming ``--repo-id`` (the repo
    the bundled model is published as), the fixed-seed grid, the run's progress GIF and loss
    plot — into ``--out`` (default: the bundled folder), swapped in atomically;
-4. writes the README's two pictures with the project's CLI from that folder.
+4. gives the generator its latent directions (SeFa of its weights, ``dcgan_hf.directions``),
+   named with ``--direction-names`` (look at ``generate --sweep N`` of each first: names belong
+   to weights, so a new checkpoint needs new names), which ``save_pretrained`` writes beside
+   the weights (``directions.safetensors`` + ``directions.json``);
+5. writes the README's two pictures with the project's CLI from that folder.
 
 Prints the evaluation and the FID-vs-images curve of the run.
 """
@@ -37,6 +41,7 @@ import torch  # noqa: E402
 
 from dcgan_hf import Discriminator, Generator  # noqa: E402
 from dcgan_hf.data import load_cache  # noqa: E402
+from dcgan_hf.directions import sefa  # noqa: E402
 from dcgan_hf.evaluate import DecodedImages, evaluate  # noqa: E402
 from dcgan_hf.hub import BUNDLED_MODEL, BUNDLED_REPO_ID  # noqa: E402
 from dcgan_hf.layout import EMA_COUNTER, CheckpointLayout, RunLayout  # noqa: E402
@@ -57,6 +62,17 @@ def epoch_end_checkpoint(run: RunLayout) -> Path:
     raise SystemExit(f"no checkpoint at the end of an epoch in {run.checkpoints}")
 
 
+def parse_names(text: str) -> dict[int, str]:
+    """``"9=smile, 5=light hair"`` → {9: "smile", 5: "light hair"}."""
+    names = {}
+    for part in filter(None, (part.strip() for part in text.split(","))):
+        index, _, name = part.partition("=")
+        if not index.strip().isdigit() or not name.strip():
+            raise SystemExit(f"--direction-names: cannot read {part!r}; use INDEX=NAME, e.g. 9=smile")
+        names[int(index)] = " ".join(name.split())
+    return names
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="a train.py --output-dir")
@@ -69,6 +85,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--repo-id", default=BUNDLED_REPO_ID, help="the repo the card's usage snippet names")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--direction-names", default="", metavar="N=NAME,…",
+                        help="names of SeFa directions that read clearly, e.g. '9=smile,5=light hair' "
+                             "(the rest stay 'direction N')")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -87,6 +106,7 @@ def main() -> int:
     discriminator = Discriminator(3, config.ndf)
     discriminator.load_state_dict_strict(saved.discriminator, source=str(path))
     generator.eval(), discriminator.eval()
+    generator.directions = sefa(generator).renamed(parse_names(args.direction_names))
     print(f"checkpoint {path}: epoch {progress.epoch}, step {progress.step}, "
           f"{progress.step * config.batch_size:,} images seen", flush=True)
 

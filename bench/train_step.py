@@ -11,7 +11,7 @@ no files read. Writes the table as JSON with --json.
 
     python bench/train_step.py --cpu-study [--compile] [--layouts]   # the CPU throughput study
 
-The CPU study (bench/RESULTS.md §12) measures, against today's fp32 eager step of the default
+The CPU study (bench/RESULTS.md §14) measures, against today's fp32 eager step of the default
 recipe (width 32, batch 64, lazy R1 every 16 steps, EMA; one thread), bf16 autocast and
 channels_last on the CPU, ``torch.compile`` of the nets (inductor, ``--compile``: minutes of
 compiling; R1 steps stay eager, since compiled graphs do not double-backward), the whole loop

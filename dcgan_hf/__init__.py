@@ -5,8 +5,10 @@
 >>> images = G.sample(seeds="0-15")                      # uint8 (16, 3, 64, 64)
 >>> faces = G.sample(seeds="0-15", output="pil")         # 16 PIL images ("np": uint8 HWC arrays)
 >>> make_grid(faces).save("grid.png")                    # one PIL image
+>>> edited = G.sample(seeds="0-15", edit={"smile": 2})    # along the model's latent directions
 """
 
+from .directions import Directions
 from .images import make_grid
 from .latent import SEED_LIMIT, check_seed, latent, latents, parse_seeds
 from .models import Discriminator, Generator, ModelLoadError
@@ -15,6 +17,7 @@ from .sampling import interpolate, interpolation_gif, render, sample
 __version__ = "0.1.0"
 
 __all__ = [
+    "Directions",
     "Discriminator",
     "Generator",
     "ModelLoadError",

@@ -19,7 +19,10 @@ from huggingface_hub import constants
 CONFIG_FILE = constants.CONFIG_NAME  # config.json: what PyTorchModelHubMixin reads and writes
 WEIGHTS_FILE = constants.SAFETENSORS_SINGLE_FILE  # model.safetensors
 CARD_FILE = constants.REPOCARD_NAME  # README.md: the model card
-MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)  # what save_pretrained writes into one folder
+DIRECTIONS_FILE = "directions.safetensors"  # a generator's latent directions (dcgan_hf.directions)
+DIRECTION_NAMES_FILE = "directions.json"  # their names and how they were found
+# what save_pretrained writes into one folder (a discriminator's has no directions)
+MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, DIRECTIONS_FILE, DIRECTION_NAMES_FILE)
 SAMPLES_FILE = "samples.png"  # the latest fixed-seed grid (also at the run folder's root)
 PROGRESS_FILE = "progress.gif"  # the grids of every epoch as one animation (likewise)
 LOSS_FILE = "loss.png"  # the loss plot (likewise)

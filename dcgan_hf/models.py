@@ -12,19 +12,21 @@ import os
 import reprlib
 from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
+from huggingface_hub.errors import EntryNotFoundError
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
 from . import card as model_card
+from . import directions as latent_directions
 from .errors import ModelLoadError
 from .finite import require_finite
 from .hub_client import download_file, ensure_repo
-from .layout import CONFIG_FILE, WEIGHTS_FILE, HubLayout
+from .layout import CONFIG_FILE, DIRECTION_NAMES_FILE, DIRECTIONS_FILE, WEIGHTS_FILE, HubLayout
 
 HUB_METADATA: dict[str, Any] = dict(
     library_name="dcgan_hf",
@@ -313,7 +315,15 @@ class _HubModel(nn.Module):
         cls.check_fits(config, read_safetensors_header(weights_path, label), label)
         model = cls(**config)
         model.load_weights(weights_path, label=label)
+        if os.path.isdir(source):
+            model._load_extras(lambda name: folder.root / name if (folder.root / name).is_file() else None, label)
+        else:
+            model._load_extras(lambda name: _optional_download(source, name, download), label)
         return model.to(map_location).eval()
+
+    def _load_extras(self, fetch: Callable[[str], Path | None], label: str) -> None:
+        """Files a model folder may hold beside its weights (``fetch``: name → local path, or None if absent)."""
+        return None
 
     def load_weights(self, path: str | os.PathLike, label: str | None = None) -> None:
         """Load a safetensors file strictly; the error lists every bad key and shape.
@@ -394,6 +404,17 @@ def _created_repo_id(repo_id: str, push_kwargs: dict[str, Any]) -> str:
     return ensure_repo(repo_id, private=push_kwargs.get("private"), token=push_kwargs.get("token"))
 
 
+def _optional_download(repo_id: str, filename: str, download: dict[str, Any]) -> Path | None:
+    """A file the repo may lack: None when the Hub says it has no such file (or, offline, the cache
+    has none); any other failure is a ModelLoadError like those of the required files."""
+    try:
+        return download_file(repo_id, filename, **download)
+    except ModelLoadError as error:
+        if isinstance(error.__cause__, EntryNotFoundError):  # remote 404, or not in the offline cache
+            return None
+        raise
+
+
 def _looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~")) or source.count("/") > 1
 
@@ -424,6 +445,32 @@ class Generator(_HubModel, PyTorchModelHubMixin, **HUB_METADATA):
             nn.Tanh(),
         )
         dcgan_init(self)
+        self._directions: latent_directions.Directions | None = None  # None: SeFa of the current weights
+
+    @property
+    def directions(self) -> latent_directions.Directions:
+        """The latent directions edits move along: those loaded or set, else SeFa of the weights (ms)."""
+        return self._directions if self._directions is not None else latent_directions.sefa(self)
+
+    @directions.setter
+    def directions(self, directions: latent_directions.Directions | None) -> None:
+        if directions is not None and directions.nz != self.nz:
+            raise ValueError(f"directions for nz={directions.nz} do not fit a generator with nz={self.nz}")
+        self._directions = directions
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """config.json and weights, plus the directions (computed now when none were loaded or set)."""
+        super()._save_pretrained(save_directory)
+        self.directions.save(save_directory)
+
+    def load_state_dict_strict(self, state: dict[str, torch.Tensor], source: str = "state_dict") -> None:
+        """As for every model; directions loaded or set before belong to the old weights and are dropped."""
+        super().load_state_dict_strict(state, source)
+        self._directions = None
+
+    def _load_extras(self, fetch: Callable[[str], Path | None], label: str) -> None:
+        self._directions = latent_directions.load_files(fetch(DIRECTIONS_FILE), fetch(DIRECTION_NAMES_FILE),
+                                                        self.nz, label.rsplit("/", 1)[0])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() == 2:
@@ -433,11 +480,16 @@ class Generator(_HubModel, PyTorchModelHubMixin, **HUB_METADATA):
         return self.main(z)
 
     def sample(self, seeds: Sequence[int] | str, *, truncation: float = 1.0, device: str | torch.device | None = None,
-               output: str = "pt"):
-        """Images for these seeds: uint8 (N, nc, 64, 64), or ``output="pil"``/``"np"``; see :func:`dcgan_hf.sampling.sample`."""
+               output: str = "pt", edit: dict[int | str, float] | None = None):
+        """Images for these seeds: uint8 (N, nc, 64, 64), or ``output="pil"``/``"np"``
+        (see :func:`dcgan_hf.sampling.sample`).
+
+        ``edit={direction: amount}`` moves every latent along :attr:`directions` (index or name;
+        amounts in standard deviations of the prior, ±6 at most) before it is drawn.
+        """
         from .sampling import sample
 
-        return sample(self, seeds, truncation=truncation, device=device, output=output)
+        return sample(self, seeds, truncation=truncation, device=device, output=output, edit=edit)
 
     def interpolate(self, seeds: Sequence[int] | str, frames: int, **options: Any):
         """uint8 frames along a latent path through ``seeds``; see :func:`dcgan_hf.sampling.interpolate`."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-TABS = ("generate", "interpolate", "project", "training")
-MAX_VALUE_CHARS = 400  # a latent token is ~270 characters; nothing else comes close
+TABS = ("generate", "interpolate", "project", "training", "edit", "arithmetic", "complete")
+MAX_VALUE_CHARS = 1200  # a brushed mask is 686 characters, a latent token ~270; an expression of a few tokens fits
 MAX_KEYS = 32
 
 # query key → PageState field; short keys keep links short
@@ -34,6 +34,18 @@ KEYS = {
     "epoch": "epoch",
     "tseeds": "training_seeds",
     "gseed": "gif_seed",
+    "es": "edit_seed",
+    "et": "edit_truncation",
+    "ez": "edit_latent",
+    "edit": "edit",
+    "sweep": "sweep_direction",
+    "ga": "group_a",
+    "gb": "group_b",
+    "gc": "group_c",
+    "noise": "noise_seed",
+    "cs": "complete_seed",
+    "cz": "complete_latent",
+    "mask": "mask",
 }
 
 
@@ -57,6 +69,18 @@ class PageState:
     epoch: int = 0  # 0: the newest epoch
     training_seeds: str = "0-15"
     gif_seed: int = 0
+    edit_seed: int = 42
+    edit_truncation: float = 1.0
+    edit_latent: str = ""  # a latent token: replaces the edit's seed
+    edit: str = ""  # "0=2.5,3=-1": amounts along the model's directions
+    sweep_direction: int = 0
+    group_a: str = "10, 53, 85"  # face arithmetic, A - B + C: smiling women - neutral women + neutral men
+    group_b: str = "3, 20, 39"  # (seeds of the bundled model; RESULTS §13)
+    group_c: str = "11, 52, 64"
+    noise_seed: int = 0
+    complete_seed: int = 42
+    complete_latent: str = ""
+    mask: str = "right"  # a preset, or a brushed mask ("m1." + 683 characters)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

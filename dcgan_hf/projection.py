@@ -75,17 +75,28 @@ class Projector:
         target: torch.Tensor,
         discriminator: Discriminator | None = None,
         settings: ProjectionSettings = ProjectionSettings(),
+        *,
+        hidden: torch.Tensor | None = None,
     ) -> None:
+        """``hidden`` (bool (64, 64), True = unknown) restricts both losses to the other pixels:
+        the hole's pixels never reach the search (:mod:`dcgan_hf.completion`)."""
         if target.dtype != torch.uint8 or tuple(target.shape) != (generator.nc, 64, 64):
             raise ValueError(f"target must be uint8 ({generator.nc}, 64, 64), got {target.dtype} {tuple(target.shape)}")
         if discriminator is not None and discriminator.nc != generator.nc:
             raise ValueError("the discriminator and generator disagree on the number of channels")
+        if hidden is not None and (hidden.dtype != torch.bool or tuple(hidden.shape) != (64, 64)):
+            raise ValueError(f"hidden must be bool (64, 64), got {hidden.dtype} {tuple(hidden.shape)}")
         self.generator, self.discriminator, self.settings = generator, discriminator, settings
         self.target = target
         parameter = next(generator.parameters())
         self._device, self._dtype = parameter.device, parameter.dtype
+        self._hidden = None if hidden is None else hidden.to(self._device)
+        self._visible = None if hidden is None else (~self._hidden).float()[None, None]
         self._goal = imaging.to_float(target[None]).to(self._device, self._dtype)
+        if self._visible is not None:
+            self._goal = self._goal * self._visible.to(self._dtype)  # the hole: mid-grey, whatever it held
         self._goal_features: list[torch.Tensor] = []
+        self._feature_weights: list[torch.Tensor | None] = []
         self._z: torch.Tensor | None = None
         self._optimizer: torch.optim.Optimizer | None = None
         self.steps_done = 0
@@ -128,6 +139,7 @@ class Projector:
                                 for part in candidates.split(16)])
             if self.discriminator is not None:
                 self._goal_features = [f.detach() for f in self._features(self._goal)]
+                self._feature_weights = self._valid_features()
         best = candidates[int(scores.argmin())][None]
         self._z = best.to(self._device).requires_grad_(True)
         self._optimizer = torch.optim.Adam([self._z], lr=settings.learning_rate)
@@ -138,7 +150,28 @@ class Projector:
 
     def _pixel_loss(self, images: torch.Tensor, per_sample: bool = False) -> torch.Tensor:
         errors = (images.float() - self._goal.float()).pow(2)
+        if self._visible is not None:  # the mean over visible pixels only
+            errors = errors * self._visible / self._visible.mean()
         return errors.flatten(1).mean(1) if per_sample else errors.mean()
+
+    def _valid_features(self) -> list[torch.Tensor | None]:
+        """Per feature layer, 1 where a position's receptive field holds no hidden pixel (None: no mask).
+
+        The hole is pushed through D's convolutions with all-ones kernels of the same geometry,
+        so a position is kept only if nothing it sees was hidden.
+        """
+        if self._hidden is None:
+            return [None] * len(FEATURE_LAYERS)
+        reach, weights = self._hidden.float()[None, None], []
+        for index, layer in enumerate(self.discriminator.main):
+            if isinstance(layer, nn.Conv2d):
+                ones = torch.ones(1, 1, *layer.kernel_size, device=reach.device)
+                reach = nn.functional.conv2d(reach, ones, stride=layer.stride, padding=layer.padding)
+            if index in FEATURE_LAYERS:
+                weights.append((reach == 0).float())
+            if index >= max(FEATURE_LAYERS):
+                break
+        return weights
 
     def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
         out, features = images.to(next(self.discriminator.parameters()).dtype), []
@@ -155,11 +188,13 @@ class Projector:
         images = self._forward(z)
         loss = self._pixel_loss(images)
         if self.discriminator is not None:
-            feature_loss = sum(
-                (mine - goal).pow(2).mean() / goal.pow(2).mean().clamp_min(1e-8)
-                for mine, goal in zip(self._features(images), self._goal_features)
-            ) / len(FEATURE_LAYERS)
-            loss = loss + self.settings.feature_weight * feature_loss
+            terms = [
+                _feature_distance(mine, goal, weight)
+                for mine, goal, weight in zip(self._features(images), self._goal_features, self._feature_weights)
+                if weight is None or bool(weight.any())  # a layer the hole covers entirely says nothing
+            ]
+            if terms:
+                loss = loss + self.settings.feature_weight * (sum(terms) / len(FEATURE_LAYERS))
         return loss + self.settings.prior_weight * (z.pow(2).mean() - 1.0).pow(2)
 
     def _step(self) -> None:
@@ -176,6 +211,14 @@ class Projector:
             self._z.clamp_(-LATENT_BOUND, LATENT_BOUND)
         self.loss = float(loss.detach())
         self.steps_done += 1
+
+
+def _feature_distance(mine: torch.Tensor, goal: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Squared feature distance relative to the goal's feature energy, over the positions ``weight`` keeps."""
+    if weight is None:
+        return (mine - goal).pow(2).mean() / goal.pow(2).mean().clamp_min(1e-8)
+    share = weight.mean()
+    return ((mine - goal).pow(2) * weight).mean() / (goal.pow(2) * weight).mean().clamp_min(1e-8 * share)
 
 
 def project(

@@ -10,7 +10,7 @@ same, which the tests check. Batches of 16 run as fast per image as 64 on a CPU.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -87,14 +87,19 @@ def sample(
     truncation: float = 1.0,
     device: str | torch.device | None = None,
     output: imaging.Output = "pt",
+    edit: Mapping[int | str, float] | None = None,
 ) -> torch.Tensor | list[Image.Image] | np.ndarray:
     """Images for ``seeds`` ("0-15,42" or ints); truncation scales z.
 
     ``output="pt"`` (default): a uint8 tensor (N, nc, 64, 64); ``"pil"``: a list of PIL images;
     ``"np"``: a uint8 array (N, 64, 64, nc). All three hold the same pixel values.
+    ``edit={direction: amount}`` moves each (truncated) latent along the generator's
+    ``directions`` by ``amount`` standard deviations; amounts of 0 change no pixel.
     """
     imaging.check_output(output)
     z = sample_latents(seeds, generator.nz, truncation)
+    if edit:
+        z = generator.directions.apply(z, edit)
     if device is not None:
         generator = generator.to(device)
     return imaging.as_output(render(generator, z), output)

@@ -36,13 +36,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 import torch
 from PIL import Image
 
 from . import images as imaging, latent_token
+from .arithmetic import CENTRE
+from .completion import Completion, completer, finish as finish_completion
 from .devices import resolve_device
+from .directions import Directions
 from .files import write_atomic
 from .hub import BUNDLED_MODEL, LoadedModel, ModelSpec, hub_commit, load_model, parse_model_spec
 from .layout import CONFIG_FILE, DISCRIMINATOR_DIR, HubLayout, served_folder
@@ -52,6 +55,9 @@ from .photos import Photo
 from .projection import ProjectionResult, ProjectionSettings, Projector
 from .revisions import TrainingHistory, TrainingRevision, find_history, load_revision
 from .sampling import CHUNK, check_truncation as check_latent_scale, render, sample_latents
+
+if TYPE_CHECKING:  # dcgan_hf.steering reads its requests with this module's checks
+    from .steering import ArithmeticRequest, EditRequest, FaceSource, SweepRequest
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -560,6 +566,7 @@ class ModelServer:
     discriminator: Discriminator | None = field(default=None, repr=False)
     history: TrainingHistory | None = field(default=None, repr=False)
     gauge: RequestGauge = field(default_factory=RequestGauge, repr=False)
+    directions: Directions | None = field(default=None, repr=False)  # the Edit tab's; serve() fills it in
 
     @classmethod
     def start(
@@ -593,6 +600,7 @@ class ModelServer:
         """Place ``generator`` on ``device``, pick its precision and start the worker."""
         target = torch.device(device)
         zero_gpu = on_zero_gpu()
+        directions = generator.directions  # loaded with the model, else SeFa of its (fp32) weights
         generator, precision = choose_precision(generator.to(target).eval(), target, zero_gpu=zero_gpu)
         if discriminator is not None:
             discriminator = discriminator.to(target).eval()
@@ -613,7 +621,8 @@ class ModelServer:
             training_epochs=tuple(history.epochs) if history else (),
         )
         logger.info("serving %s on %s, %s", status.serving, target, precision.note)
-        return cls(generator, status, InferenceWorker(policy, threaded=not zero_gpu), discriminator, history)
+        return cls(generator, status, InferenceWorker(policy, threaded=not zero_gpu), discriminator, history,
+                   directions=directions)
 
     @_counted
     def generate(self, request: GenerateRequest) -> GeneratedGrid:
@@ -679,6 +688,62 @@ class ModelServer:
         return TrainingWalk(tuple(revisions), images, imaging.png_bytes(strip),
                             imaging.gif_bytes(pictures, TRAINING_GIF_FRAME_MS))
 
+    # -- steering: edits, sweeps, face arithmetic, completion (requests: dcgan_hf.steering) --------
+
+    @_counted
+    def edit(self, request: EditRequest) -> tuple[GeneratedGrid, torch.Tensor]:
+        """The edited face (bit-identical to ``sample(…, edit=…)`` for a seed) and its latent (1, nz)."""
+        z = self.worker.run(request.latents, self.directions, self.generator.nz)
+        images, grid = self._render(z, imaging.grid_image)
+        return GeneratedGrid(images, imaging.png_bytes(grid)), z
+
+    def walk_latent(self, request: InterpolateRequest, frame: int) -> torch.Tensor:
+        """The latent (nz,) of frame ``frame`` (0-based) of ``request``'s walk: an interpolation frame to edit."""
+        if not 0 <= frame < request.frames:
+            raise ValueError(f"frame must be from 1 to {request.frames}, got {frame + 1}")
+        return self.worker.run(self._path_latents, request)[frame]
+
+    @_counted
+    def sweep(self, request: SweepRequest) -> Interpolation:
+        """One direction swept across a face: the frames as a strip (PNG) and a back-and-forth GIF."""
+        z = self.worker.run(request.latents, self.directions, self.generator.nz)
+        frames, pictures = self._render(z, self._strip_and_frames)
+        strip, frame_images = pictures
+        there_and_back = frame_images + frame_images[-2:0:-1]
+        return Interpolation(frames, imaging.png_bytes(strip), imaging.gif_bytes(there_and_back, SWEEP_FRAME_MS))
+
+    @_counted
+    def arithmetic(self, request: ArithmeticRequest) -> tuple[GeneratedGrid, GeneratedGrid, torch.Tensor]:
+        """The result in the middle of its 8 neighbours (3 × 3 PNG), each group's mean face (a row),
+        and the result's latent (nz,)."""
+        nz = self.generator.nz
+        grid_z, means_z = self.worker.run(lambda: (request.grid_latents(nz), request.mean_latents(nz)))
+        grid_images, grid = self._render(grid_z, lambda images: imaging.grid_image(images, nrow=3))
+        mean_images, means = self._render(means_z, lambda images: imaging.grid_image(images, nrow=len(images)))
+        return (GeneratedGrid(grid_images, imaging.png_bytes(grid)),
+                GeneratedGrid(mean_images, imaging.png_bytes(means)), grid_z[CENTRE])
+
+    @_counted
+    def complete(
+        self, target: torch.Tensor | FaceSource, mask: torch.Tensor,
+        settings: ProjectionSettings = ProjectionSettings(), seconds: float = PROJECTION_SECONDS,
+    ) -> Completion:
+        """``target`` (uint8 (nc, 64, 64), or a generated face's source) with its ``mask`` filled in.
+
+        Bounded in time like :meth:`project`: after ``seconds`` the best latent so far is used.
+        """
+        started = time.perf_counter()
+        if not isinstance(target, torch.Tensor):
+            target = self._render(target.latent(self.generator.nz), lambda images: None)[0][0]
+        projector = self.worker.run(completer, self.generator, target, mask, self.discriminator, settings)
+        while not self.worker.run(projector.run, PROJECTION_SLICE):
+            if time.perf_counter() - started >= seconds:
+                break
+        completion = self.worker.run(finish_completion, projector, mask, False)
+        logger.info("completed a face (%d of 4096 pixels hidden) in %.2f s", int(mask.sum()),
+                    time.perf_counter() - started)
+        return completion
+
     def close(self) -> None:
         self.worker.close()
 
@@ -712,6 +777,7 @@ def _concat_and_finish(parts: list[torch.Tensor], finish: Callable[[torch.Tensor
     return images, finish(images)
 
 
+SWEEP_FRAME_MS = 120  # a sweep's GIF runs there and back
 TRAINING_GIF_FRAME_MS = 400  # epochs change a lot: a slower pace than a latent walk
 
 

@@ -10,6 +10,9 @@ launched on 127.0.0.1.
    Training tab; each epoch's grid is ``Generator.from_pretrained(repo, revision=tag)``'s.
 4. Your face: upload a photo, see the crop, the reconstruction and the loss, and walk from
    that face; a non-image upload gets an error and the page keeps working.
+5. Steer the faces: a gallery tile opens in the Edit tab, a slider moves it (the library's
+   pixels), the edit goes into the URL and the link redraws it; the Complete tab's brush
+   paints a mask that travels as text; the Arithmetic tab's gallery fills a group by a click.
 
 Screenshots are saved to a temporary folder and copied to ``$DCGAN_SCREENSHOT_DIR`` when it
 is set (CI keeps them as artifacts).
@@ -310,3 +313,66 @@ def test_your_face_in_latent_space(context: "sync_api.BrowserContext", app: AppP
     assert np.array_equal(tile(walk, 23, per_row=12), sample_pixels(model, 42))  # …to seed 42
     page.wait_for_function("() => location.search.includes('za=z1.')")
     save_screenshot(page, tmp_path, "4-walk-from-face.png")
+
+
+# -- 5. steer the faces ------------------------------------------------------------------------------
+
+
+def test_edit_a_gallery_face_with_a_slider_and_share_the_link(context: "sync_api.BrowserContext", app: AppProcess,
+                                                              model: Path, tmp_path: Path) -> None:
+    page = open_page(context, app.url)
+    page.locator("#gallery img[alt='seed 44']").click()
+    page.get_by_role("button", name="Edit this face").click()
+    plain = image_bytes(page, "#edit-face img[src*='edit-seed44-t1-plain']")
+    generator = Generator.from_pretrained(model)
+    assert np.array_equal(pixels(plain), sample_pixels(model, 44))  # amount 0: the gallery's face
+    assert page.get_by_role("tab", name="Edit").get_attribute("aria-selected") == "true"
+    set_number(page, "direction-1", 2.5)
+    edited = image_bytes(page, "#edit-face img[src*='d1x2.5']")
+    expected = generator.sample([44], edit={1: 2.5})[0].permute(1, 2, 0).numpy()
+    assert np.array_equal(pixels(edited), expected)
+    page.wait_for_function("() => location.search.includes('edit=1%3D2.5') && location.search.includes('es=44')")
+    page.get_by_role("button", name="Sweep −3 … +3").click()
+    strip = pixels(image_bytes(page, "#sweep-strip img[src*='sweep0-9f']"))
+    assert np.array_equal(tile(strip, 8, per_row=9),
+                          generator.sample([44], edit={0: 3, 1: 2.5})[0].permute(1, 2, 0).numpy())
+    save_screenshot(page, tmp_path, "5-edit.png")
+
+    shared = context.new_page()  # the link redraws the edit, sliders set
+    shared.goto(page.url)
+    assert image_bytes(shared, "#edit-face img[src*='d1x2.5']") == edited
+    assert shared.locator("#direction-1 input[type=number]").input_value() == "2.5"
+
+
+def test_complete_with_a_brushed_mask_and_fill_arithmetic_groups_by_clicks(
+    context: "sync_api.BrowserContext", app: AppProcess, model: Path, tmp_path: Path
+) -> None:
+    page = context.new_page()
+    page.goto(app.url + "?tab=complete&cs=9&mask=eyes")
+    page.locator("#completion-summary").get_by_text("560 of 4096 pixels").wait_for()  # a link completes at once
+    page.get_by_text("clear", exact=True).click()
+    canvas = page.locator("#brush canvas").bounding_box()
+    page.mouse.move(canvas["x"] + 40, canvas["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(canvas["x"] + 200, canvas["y"] + 60, steps=8)
+    page.mouse.up()
+    page.wait_for_function("() => document.querySelector('#mask-spec input, #mask-spec textarea').value"
+                           ".startsWith('m1.')")
+    page.wait_for_function("() => document.querySelector('#mask-preset input[value=brushed]').checked")
+    page.get_by_role("button", name="Complete", exact=True).click()
+    page.locator("#completion-summary").get_by_text("Adam steps").wait_for()
+    page.wait_for_function("() => location.search.includes('mask=m1.') && location.search.includes('cs=9')")
+    summary = page.locator("#completion-summary").inner_text()
+    assert "560 of 4096" not in summary  # the brushed mask, not the link's preset
+    original = page.locator("#completion img[alt=original]").get_attribute("src")
+    assert np.array_equal(pixels(base64.b64decode(original.split(",", 1)[1])), sample_pixels(model, 9))
+    save_screenshot(page, tmp_path, "5-complete.png")
+
+    page.get_by_role("tab", name="Arithmetic").click()
+    page.get_by_label("B", exact=True).check()
+    page.locator("#arithmetic-gallery img[alt='seed 5']").click()
+    page.wait_for_function("() => document.querySelector('#group-b textarea, #group-b input').value.endsWith(', 5')")
+    page.get_by_role("button", name="A − B + C").click()
+    page.locator("#arithmetic-figure img[src*='dcgan-arith-']").wait_for(state="attached")
+    page.wait_for_function("() => location.search.includes('gb=')")
+    save_screenshot(page, tmp_path, "5-arithmetic.png")

@@ -131,3 +131,60 @@ def test_the_demo_serves_the_bundled_model_by_default():
         assert str(BUNDLED_MODEL.parent) not in server.status.markdown()  # no server paths on the page
     finally:
         server.close()
+
+
+# -- steering: edits, sweeps, face arithmetic, completion ----------------------------------------
+
+
+def test_edit_sweep_and_arithmetic_equal_the_library(model_dir, tmp_path, capsys):
+    G = Generator.from_pretrained(model_dir)
+    edited = tmp_path / "edited.png"
+    assert main(["generate", "--model", str(model_dir), "--seeds", "7,8", "--edit", "0=2.5", "--edit", "3=-1",
+                 "--out", str(edited)]) == 0
+    assert torch.equal(read_png(edited), images.grid(sample(G, [7, 8], edit={0: 2.5, 3: -1})))
+    strip = tmp_path / "sweep.png"
+    assert main(["generate", "--model", str(model_dir), "--seeds", "7", "--sweep", "2", "--out", str(strip)]) == 0
+    assert "9 frames along direction 2" in capsys.readouterr().out
+    amounts = [-3 + 0.75 * step for step in range(9)]  # --frames 9 by default, -3 … +3
+    swept = torch.cat([sample(G, [7], edit={2: amount}) for amount in amounts])
+    assert torch.equal(read_png(strip), images.grid(swept, nrow=9))
+    gif = tmp_path / "sweep.gif"
+    assert main(["generate", "--model", str(model_dir), "--seeds", "7,8", "--sweep", "0", "--frames", "5",
+                 "--out", str(gif)]) == 0
+    assert images.gif_frame_count(gif.read_bytes()) == 8  # there and back: 5 + 3
+    total = tmp_path / "sum.png"
+    assert main(["generate", "--model", str(model_dir), "--arithmetic", "1,2,3 - 4,5,6 + 7,8,9",
+                 "--out", str(total)]) == 0
+    with Image.open(total) as picture:
+        assert picture.height == 3 * 66 + 2 and picture.width > 3 * 66 + 3 * 64
+
+
+def test_completion_writes_original_hidden_and_filled_rows(model_dir, tmp_path):
+    out = tmp_path / "filled.png"
+    assert main(["generate", "--model", str(model_dir), "--seeds", "4,5", "--complete", "left",
+                 "--out", str(out)]) == 0
+    grid = read_png(out)
+    assert grid.shape == (3, 2 + 2 * 66, 2 + 3 * 66)
+    G = Generator.from_pretrained(model_dir)
+    assert torch.equal(grid[:, 2:66, 2:66], sample(G, [4])[0])  # the original
+    assert bool((grid[:, 2:66, 68:100] == 128).all())  # the hidden half, mid-grey
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--edit", "0=9"], "the amount for direction 0 is out of range: 9"),
+    (["--edit", "12=1"], "unknown direction '12'"),
+    (["--edit", "0"], "use DIRECTION=AMOUNT"),
+    (["--sweep", "x"], "unknown direction 'x'"),
+    (["--sweep", "0", "--frames", "31"], "--frames must be from 2 to 30"),
+    (["--arithmetic", "1,2 -"], "ends with '-'"),
+    (["--arithmetic", "1 - a"], "group B must be whole numbers"),
+    (["--complete", "chin"], "unknown mask 'chin'"),
+    (["--complete", "left", "--sweep", "0"], "--sweep and --complete cannot be combined"),
+    (["--photo", "x.jpg"], "--photo needs --complete"),
+    (["--arithmetic", "1", "--edit", "0=1"], "--edit works on --seeds grids and --sweep"),
+])
+def test_bad_steering_input_exits_2_with_a_message(model_dir, tmp_path, capsys, args, message):
+    out = tmp_path / "x.png"
+    assert main(["generate", "--model", str(model_dir), *args, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -143,3 +143,20 @@ def test_train_loop_on_gpu_stops_when_steps_stay_non_finite(tmp_path):
     with pytest.raises(TrainingDiverged, match="8 training steps in a row"):
         train(config)
     assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "hub").exists()
+
+
+def test_steering_on_the_gpu_matches_the_cpu():
+    """Edits and completion where the demo serves on a GPU (fp32 here; fp16 is ModelServer's choice)."""
+    from dcgan_hf.completion import complete, preset_mask
+    from dcgan_hf.projection import ProjectionSettings
+
+    G = Generator(ngf=16)
+    dcgan_init(G, torch.Generator().manual_seed(0))
+    cpu = G.sample([3, 4], edit={0: 2.5, 1: -1})
+    gpu = G.to("cuda").sample([3, 4], edit={0: 2.5, 1: -1})
+    assert (gpu.int() - cpu.int()).abs().max() <= 2  # cuDNN sums in another order
+    assert torch.equal(G.sample([3], edit={0: 0}), G.sample([3]))
+    target = G.sample([5])[0]
+    completion = complete(G, target, preset_mask("left"), Discriminator(ndf=16).cuda(), ProjectionSettings(steps=20))
+    assert completion.composite.device.type == "cpu" and completion.projection.steps == 20
+    assert torch.equal(completion.composite[:, :, 40:], target[:, :, 40:])

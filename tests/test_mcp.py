@@ -59,7 +59,8 @@ def images_in(result: Any) -> list[np.ndarray]:
 
 def test_tools_are_listed_with_typed_documented_parameters(app: AppProcess) -> None:
     tools = {tool.name: tool for tool in session_run(app, lambda session: session.list_tools()).tools}
-    assert set(tools) == {"generate", "interpolate", "model_info"}  # no project: photos stay out of MCP
+    # no project or complete_photo: photos stay out of MCP
+    assert set(tools) == {"generate", "interpolate", "model_info", "edit", "sweep", "arithmetic", "complete"}
     generate = tools["generate"]
     assert "PNG grid" in generate.description
     properties = generate.inputSchema["properties"]
@@ -117,3 +118,29 @@ def test_dcgan_mcp_environment_variable_turns_it_on(model: Path, tmp_path: Path)
         assert "generate" in {tool.name for tool in tools}
     finally:
         process.stop()
+
+
+def test_steering_tools_edit_and_complete_over_mcp(app: AppProcess, model: Path) -> None:
+    from dcgan_hf import sample
+
+    tools = {tool.name: tool for tool in session_run(app, lambda session: session.list_tools()).tools}
+    edit = tools["edit"].inputSchema["properties"]
+    assert edit["seed"]["type"] == "integer" and "standard deviations" in edit["edit"]["description"]
+    assert "brushed mask" in tools["complete"].inputSchema["properties"]["mask"]["description"]
+    assert "Face arithmetic" in tools["arithmetic"].description
+
+    async def with_progress(session: Any) -> Any:  # a two-item result comes back as items only with progress
+        async def note(done: float, total: float | None, message: str | None) -> None:
+            pass
+
+        return await session.call_tool("edit", {"seed": 4, "truncation": 1.0, "latent": "", "edit": "0=2"},
+                                       progress_callback=note)
+
+    result = session_run(app, with_progress)
+    (edited,) = images_in(result)
+    assert any(item.type == "text" and "z1." in item.text for item in result.content)  # the latent token
+    expected = sample(Generator.from_pretrained(model), [4], edit={0: 2})[0].permute(1, 2, 0).numpy()
+    assert np.array_equal(edited, expected)
+    bad = session_run(app, lambda session: session.call_tool(
+        "complete", {"seed": 4, "truncation": 1.0, "latent": "", "mask": "chin"}))
+    assert bad.isError and "unknown mask 'chin'" in str(bad.content)

@@ -52,7 +52,7 @@ def test_a_link_sets_every_field() -> None:
         ({"za": "z1.broken!"}, "za is damaged"),
         ({"za": latent_token.encode(torch.zeros(16))}, "nz=100"),
         ({"tseeds": "0-4294967295"}, "at most 64 seeds"),
-        ({"a": "1" * 500}, f"longer than {MAX_VALUE_CHARS} characters"),
+        ({"a": "1" * (MAX_VALUE_CHARS + 1)}, f"longer than {MAX_VALUE_CHARS} characters"),
     ],
 )
 def test_bad_values_keep_their_defaults_and_say_why(query: dict[str, str], note: str) -> None:

@@ -99,5 +99,6 @@ def test_every_model_call_is_wrapped_with_its_gpu_duration(tmp_path: Path) -> No
     calls, seconds = dict(report["calls"]), report["seconds"]
     assert calls == {"generate": seconds["generate"], "interpolate": seconds["interpolate"],
                      "project": seconds["project"], "training_grid": seconds["training"],
-                     "training_walk": seconds["training"]}
+                     "training_walk": seconds["training"], "edit": seconds["edit"], "sweep": seconds["edit"],
+                     "arithmetic": seconds["edit"], "walk_latent": seconds["edit"], "complete": seconds["complete"]}
     assert all(isinstance(value, int) and 1 <= value <= 120 for value in seconds.values())
