@@ -2,7 +2,7 @@
 
 On CUDA, bf16 autocast with channels_last is the fast path (tensor cores) and always chosen
 by ``--precision auto``. On a CPU it depends on the chip: one with AVX-512 BF16 or AMX runs
-the step about twice as fast under bf16 autocast (bench/RESULTS.md §12), one without emulates
+the step about twice as fast under bf16 autocast (bench/RESULTS.md §14), one without emulates
 bf16 and is slower, and NHWC helped on one CPU and hurt on another. So ``auto`` on a CPU asks
 what the CPU supports, then times a few steps of each candidate on throwaway nets of the
 run's shape and keeps the fastest (fp32 unless another is clearly faster). The choice is
@@ -120,15 +120,19 @@ def _fastest(candidates: list[Arithmetic], seconds: dict[Arithmetic, float]) -> 
 
 def time_steps(make_step: Callable[[Arithmetic], Callable[[], Any]], candidates: Iterable[Arithmetic],
                rounds: int = TIMING_ROUNDS) -> dict[Arithmetic, float]:
-    """Best seconds per step of each candidate: one warm-up each, then interleaved rounds (the
-    best of each, so a neighbour's burst on a shared machine does not decide)."""
+    """Best CPU seconds per step of each candidate: one warm-up each, then interleaved rounds.
+
+    CPU time of this process, not wall time: on a shared machine the wall clock measures the
+    neighbours (a loaded 2-core box stretched a 5 ms step to 5 s), while the process's own CPU
+    time measures the step; the best of the rounds drops what cache contention remains.
+    """
     steps = {candidate: make_step(candidate) for candidate in candidates}
     for step in steps.values():
         step()
     best = {candidate: float("inf") for candidate in steps}
     for _ in range(rounds):
         for candidate, step in steps.items():
-            started = time.perf_counter()
+            started = time.process_time()
             step()
-            best[candidate] = min(best[candidate], time.perf_counter() - started)
+            best[candidate] = min(best[candidate], time.process_time() - started)
     return best
