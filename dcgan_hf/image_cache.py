@@ -65,7 +65,9 @@ class Decoding:
 
     ``task(start, stop)`` makes the (picklable) task for items [start, stop); ``worker`` is a
     module-level function turning it into one image or one reason per item; ``name(index)``
-    is how skip notes and errors name an item ("a/b.jpg", "row 7").
+    is how skip notes and errors name an item ("a/b.jpg", "row 7"). ``spans``: the [start, stop)
+    of each task when the source sizes them itself (by bytes, say); by default up to
+    :data:`MAX_CHUNK` items each, enough to keep every worker busy.
     """
 
     count: int
@@ -74,6 +76,13 @@ class Decoding:
     name: Callable[[int], str]
     label: str  # the source, for the progress bar and messages
     unit: str = "files"
+    spans: Sequence[tuple[int, int]] | None = None
+
+    def task_spans(self, workers: int) -> list[tuple[int, int]]:
+        if self.spans is not None:
+            return list(self.spans)
+        chunk = max(1, min(MAX_CHUNK, self.count // (workers * 4)))
+        return [(start, min(start + chunk, self.count)) for start in range(0, self.count, chunk)]
 
 
 def cache_files(cache_dir: str | os.PathLike | None, key: str) -> tuple[Path, Path]:
@@ -162,14 +171,13 @@ def _write_array(
     """Decode into the staging file ``tmp`` (for ``array_path``), compacted to the good images; their
     count and the skip notes."""
     count = decoding.count
-    chunk = max(1, min(MAX_CHUNK, count // (workers * 4)))
-    starts = range(0, count, chunk)
-    tasks = (decoding.task(start, min(start + chunk, count)) for start in starts)
+    spans = decoding.task_spans(workers)
+    tasks = (decoding.task(start, stop) for start, stop in spans)
     out = _reserved_memmap(tmp, (count, resolution, resolution, 3))
     written, skipped = 0, []
     bar = tqdm(total=count, desc=f"decoding {decoding.label}", unit="img", disable=not progress)
-    with contextlib.closing(map_in_workers(decoding.worker, tasks, workers if count > chunk else 1)) as results:
-        for start, decoded in zip(starts, results):
+    with contextlib.closing(map_in_workers(decoding.worker, tasks, workers if len(spans) > 1 else 1)) as results:
+        for (start, _), decoded in zip(spans, results):
             for index, item in enumerate(decoded, start):
                 if isinstance(item, str):
                     skipped.append(f"{decoding.name(index)} ({item})")
