@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,41 @@ def test_what_cannot_be_exported_says_why(vivid, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if the [onnx] extra were not installed
     with pytest.raises(ExportError, match=r"needs the `onnxscript` package: pip install 'dcgan_hf\[onnx\]'"):
         export_onnx(vivid, tmp_path / "g.onnx")
+
+
+def test_an_opset_is_checked_and_what_is_written_is_what_was_asked(vivid, tmp_path):
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    for opset in (-5, 0, 99999, newest + 1, 17.0, True):
+        with pytest.raises(ExportError, match=rf"--opset must be a whole number from 1 to {newest} .*got {opset!r}"):
+            export_onnx(vivid, tmp_path / "g.onnx", opset=opset)
+    with pytest.raises(ExportError, match=r"could not convert the graph to opset 1 \(it wrote opset 18\); nothing written"):
+        export_onnx(vivid, tmp_path / "g.onnx", opset=1)  # torch falls back to its default below 16
+    assert not list(tmp_path.iterdir())
+    export_onnx(vivid, tmp_path / "g.onnx", opset=17, verify=False)
+    assert {entry.domain or "ai.onnx": entry.version for entry in onnx.load(tmp_path / "g.onnx").opset_import}[
+        "ai.onnx"] == 17
+    result = subprocess.run([sys.executable, "-m", "dcgan_hf", "export", str(tmp_path / "missing"), "x.onnx",
+                             "--opset", "99999"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_an_export_that_does_not_fit_in_memory_is_refused_up_front(tmp_path):
+    # an address-space limit 64 MB above what the process uses: a 14 MB generator needs ~110 MB more
+    Generator(ngf=64).save_pretrained(tmp_path / "model")
+    script = (
+        "import resource, sys\n"
+        "import onnx, onnxscript, onnxruntime\n"
+        "from dcgan_hf.export import main\n"
+        "size = int([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmSize')][0]) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (size + 64 * 2**20, resource.RLIM_INFINITY))\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model"), str(tmp_path / "g.onnx")],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert re.fullmatch(r"error: exporting this generator \(14 MB of weights\) needs about 11\d MB more memory, and "
+                        r"[1-6]?\d MB is left under this process's address-space limit \(ulimit -v\); export it "
+                        r"where more memory is free\n", result.stderr), result.stderr
+    assert not (tmp_path / "g.onnx").exists()
