@@ -235,13 +235,18 @@ def test_the_queue_runs_four_and_keeps_sixty_four_waiting_on_every_route(guarded
 # -- shutdown -----------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model_folder(tmp_path_factory.mktemp("small") / "model", ngf=8)  # quick to start
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_cleans_the_output_folder_and_gradios_cache(model: Path, tmp_path: Path, stop: int) -> None:
+def test_a_signal_cleans_the_output_folder_and_gradios_cache(small_model: Path, tmp_path: Path, stop: int) -> None:
     # started as `python app.py &` from a script would be: SIGINT arrives ignored, and must still stop it
-    instance = start_guarded(tmp_path, model, as_background_job=True)
+    instance = start_guarded(tmp_path, small_model, as_background_job=True)
     client = client_for(instance.app, tmp_path / "downloads")
     client.predict(seed=1, n=2, truncation=1.0, api_name="/generate")
-    client.predict(photo=handle_file(write_photo(tmp_path / "photos")), api_name="/project")
+    assert upload(instance.app.url, encoded(face_like(), "JPEG")).status_code == 200  # never used: still deleted
     assert instance.files_on_disk() and list(instance.tmp.glob("dcgan-app-*"))
     instance.app.process.send_signal(stop)
     try:
