@@ -285,18 +285,15 @@ class Oversized:
 
 
 def payload_sizes(records: Any, column: str) -> np.ndarray:
-    """Each row's encoded size in bytes, read from the Arrow lengths (no row is copied); 0 for path rows."""
-    import pyarrow as pa
+    """Each row's encoded size in bytes, from the Arrow lengths of the memory-mapped table (no row is
+    read or copied); 0 for rows that hold a path instead of bytes."""
     import pyarrow.compute as pc
 
-    table = records.with_format("arrow")
-    sizes = []
-    for start in range(0, len(records), 65_536):
-        values = table[start:start + 65_536][column]
-        values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-        lengths = pc.binary_length(values.field("bytes"))
-        sizes.append(lengths.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64))
-    return np.concatenate(sizes) if sizes else np.zeros(0, dtype=np.int64)
+    chunks = records.data.column(column).chunks
+    lengths = [pc.binary_length(chunk.field("bytes")).fill_null(0).to_numpy(zero_copy_only=False) for chunk in chunks]
+    sizes = np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, dtype=np.int64)
+    indices = getattr(records, "_indices", None)  # a selection or shuffle maps rows onto the table
+    return sizes[indices.column(0).to_numpy()] if indices is not None else sizes
 
 
 def task_spans(sizes: np.ndarray, max_rows: int = image_cache.MAX_CHUNK,
