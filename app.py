@@ -409,9 +409,9 @@ def claimed_upload(photo: object, uploads: UploadLedger) -> Path:
     if photo is None:
         raise ValueError(f"upload a photo first ({photos.ACCEPTED}, at most {photos.MAX_BYTES // 2**20} MB)")
     path = photo.get("path") if isinstance(photo, dict) else None
-    if not isinstance(path, str) or not path or "\0" in path:
+    if not isinstance(path, str) or not path:
         raise ValueError("the photo must be an uploaded file")
-    claimed = uploads.claim(Path(path).resolve())
+    claimed = uploads.claim(path)
     if claimed is None or not claimed.is_file():
         raise ValueError("the photo must be a file uploaded for this request, and each upload is used once: "
                          "upload it again")

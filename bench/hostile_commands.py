@@ -13,7 +13,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -29,8 +31,26 @@ from imagefiles import write_images  # noqa: E402
 from dcgan_hf import Generator  # noqa: E402
 
 Row = dict[str, object]
-TRAIN_FLAGS = ["--epochs", "1", "--max-steps", "1", "--batch-size", "4", "--ngf", "8", "--ndf", "8", "--workers", "1",
-               "--threads", "1", "--no-progress"]
+TRAIN_FLAGS = ["--epochs", "1", "--max-steps", "1", "--batch-size", "4", "--ngf", "8", "--ndf", "8", "--threads", "1",
+               "--no-progress"]
+
+
+def tree_peak(pid: int, stop: "threading.Event") -> list[float]:
+    """Poll the memory of ``pid`` and its descendants (decode workers) until ``stop``: the sum of their
+    proportional set sizes (PSS), so pages a forked worker shares with its parent count once."""
+    import psutil
+
+    peak = [0.0]
+    while not stop.is_set():
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            total = 0
+            for process in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += process.memory_full_info().pss
+            peak[0] = max(peak[0], total / 2**20)
+        stop.wait(0.05)
+    return peak
 
 
 def run(root: Path, command: list[str], cwd: Path, label: str, timeout: float = 900,
@@ -39,8 +59,14 @@ def run(root: Path, command: list[str], cwd: Path, label: str, timeout: float = 
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     prefix = ["prlimit", f"--as={limit_as}"] if limit_as else []
     started = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-f", "@@ %M %x", *prefix, sys.executable, *command], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    process = subprocess.Popen(["/usr/bin/time", "-f", "@@ %M %x", *prefix, sys.executable, *command], cwd=cwd,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        summed = pool.submit(tree_peak, process.pid, stop)
+        stdout, stderr = process.communicate(timeout=timeout)
+        stop.set()
+    done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     seconds = time.perf_counter() - started
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     stats = next(line for line in reversed(lines) if line.startswith("@@ ")).split()
@@ -49,7 +75,8 @@ def run(root: Path, command: list[str], cwd: Path, label: str, timeout: float = 
     code = int(stats[2]) if stats[2].lstrip("-").isdigit() else stats[2]
     if "Traceback (most recent call last)" in done.stderr:
         last = "traceback: " + last
-    return {"case": label, "peak_mb": int(stats[1]) / 1024, "seconds": seconds, "outcome": f"exit {code}: {last}"}
+    return {"case": label, "peak_mb": int(stats[1]) / 1024, "tree_peak_mb": summed.result()[0], "seconds": seconds,
+            "outcome": f"exit {code}: {last}"}
 
 
 @contextlib.contextmanager
@@ -71,7 +98,7 @@ def full_disk_rows(root: Path, folder: Path) -> Iterator[Row]:
         if disk is None:
             return
         command = [str(root / "train.py"), "--data", str(folder / "faces"), "--data-cache", str(disk),
-                   "--output-dir", str(folder / "run"), *TRAIN_FLAGS]
+                   "--output-dir", str(folder / "run"), *TRAIN_FLAGS, "--workers", "1"]
         for attempt in ("first run", "the run after it"):
             row = run(root, command, folder, f"train.py, cache disk fills ({attempt})")
             left = sorted(path.suffix or path.name for path in disk.iterdir())
@@ -89,9 +116,19 @@ def dataset_rows(root: Path, folder: Path) -> Iterator[Row]:
     Image.new("RGB", (80, 100), (200, 150, 120)).save(folder / "escape" / "train" / "face.png")
     (folder / "escape" / "train" / "metadata.jsonl").write_text(
         json.dumps({"file_name": "face.png"}) + "\n" + json.dumps({"file_name": ".."}) + "\n")
-    for name, label in (("zero", "a zero-row parquet"), ("escape", "imagefolder metadata naming ..")):
-        yield run(root, [str(root / "train.py"), "--data", str(folder / name), "--data-cache", str(folder / "cache"),
-                         "--output-dir", str(folder / f"run-{name}"), *TRAIN_FLAGS], folder, f"train.py on {label}")
+    import datasets
+
+    (folder / "huge").mkdir()
+    rows = [{"bytes": b"\x89PNG\r\n\x1a\n" + os.urandom(200 * 2**20), "path": None} for _ in range(2)]
+    datasets.Dataset.from_dict({"image": rows}, features=datasets.Features({"image": datasets.Image()})).to_parquet(
+        str(folder / "huge" / "train.parquet"))
+    del rows
+    for name, label in (("zero", "a zero-row parquet"), ("escape", "imagefolder metadata naming .."),
+                        ("huge", "2 rows × 200 MB (2 decode workers; peak: all processes)")):
+        row = run(root, [str(root / "train.py"), "--data", str(folder / name), "--data-cache", str(folder / "cache"),
+                         "--output-dir", str(folder / f"run-{name}"), *TRAIN_FLAGS,
+                         "--workers", "2" if name == "huge" else "1"], folder, f"train.py on {label}")
+        yield {**row, "peak_mb": row["tree_peak_mb"]} if name == "huge" else row
 
 
 def convert_rows(root: Path, folder: Path) -> Iterator[Row]:

@@ -105,7 +105,7 @@ def export_onnx(
 
 def check_opset(opset: object) -> None:
     """``opset`` must be None (torch's default) or a whole number the installed ``onnx`` defines."""
-    import onnx
+    onnx = _require("onnx")
 
     newest = onnx.defs.onnx_opset_version()
     if opset is not None and (type(opset) is not int or not 1 <= opset <= newest):
@@ -273,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: the output must be an .onnx file, got {args.out}", file=sys.stderr)
         return 2
     try:
+        check_opset(args.opset)  # before the model is loaded: a bad flag is refused at once
         generator = load_generator(args.model)
         difference = export_onnx(generator, args.out, opset=args.opset, verify=args.verify)
     except (ExportError, ModelLoadError, ValueError, OSError) as error:

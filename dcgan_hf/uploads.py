@@ -126,7 +126,7 @@ class UploadLedger:
         with self._lock:
             for path in paths:
                 with contextlib.suppress(OSError):
-                    self._uploads[path] = _Upload(client, path.stat().st_size, self._clock())
+                    self._uploads[path.resolve()] = _Upload(client, path.stat().st_size, self._clock())
 
     # -- the handlers -----------------------------------------------------------------------------
 
@@ -134,7 +134,10 @@ class UploadLedger:
         """The upload at ``path``, now this caller's alone (it reads and then :func:`discard`\\ s it);
         None when ``path`` is no upload of this app, or one already claimed or expired."""
         self.sweep()
-        key = Path(path)
+        try:
+            key = Path(path).resolve()  # the same file, however the client spells its path
+        except (OSError, ValueError):  # a NUL byte, a symlink loop
+            return None
         with self._lock:
             upload = self._uploads.pop(key, None)
         return key if upload is not None else None

@@ -13,6 +13,7 @@ import torch
 
 from dcgan_hf import Discriminator, Generator
 from dcgan_hf.export import ExportError, export_onnx, session
+from dcgan_hf.export import main as export_main
 from dcgan_hf.latent import latents
 from test_sampling import vivid as make_vivid
 
@@ -60,18 +61,19 @@ def test_the_cli_exports_a_folder(vivid, tmp_path):
     assert (tmp_path / "faces.onnx").stat().st_size > 100_000
 
 
-def test_what_cannot_be_exported_says_why(vivid, tmp_path, monkeypatch):
+def test_what_cannot_be_exported_says_why(vivid, tmp_path, monkeypatch, capsys):
     Discriminator(ndf=8).save_pretrained(tmp_path / "critic")
-    cases = {
+    cases = {  # the CLI's main() in-process (test_the_cli_exports_a_folder runs the real command)
         (str(tmp_path / "critic"), "x.onnx"): "holds a 'dcgan-discriminator' model, not a 'dcgan-generator'",
         (str(tmp_path / "missing"), "x.onnx"): "no model folder at",
         (str(tmp_path / "critic"), "x.png"): "the output must be an .onnx file",
+        (str(tmp_path / "critic"), "x.onnx", "--opset", "99999"): "--opset must be a whole number from 1 to",
     }
-    for (model, out), message in cases.items():
-        result = subprocess.run([sys.executable, "-m", "dcgan_hf", "export", model, str(tmp_path / out)],
-                                capture_output=True, text=True, timeout=300, cwd=ROOT)
-        assert result.returncode == 2 and message in result.stderr, result.stderr
-        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    for (model, out, *flags), message in cases.items():
+        code = export_main([model, str(tmp_path / out), *flags])
+        stderr = capsys.readouterr().err
+        assert code == 2 and message in stderr and stderr.startswith("error: "), stderr
+        assert stderr.count("\n") == 1 and "Traceback" not in stderr
     assert not list(tmp_path.glob("*.onnx"))
 
     with pytest.raises(ExportError, match="only a dcgan_hf Generator"):
@@ -121,9 +123,6 @@ def test_an_opset_is_checked_and_what_is_written_is_what_was_asked(vivid, tmp_pa
     export_onnx(vivid, tmp_path / "g.onnx", opset=17, verify=False)
     assert {entry.domain or "ai.onnx": entry.version for entry in onnx.load(tmp_path / "g.onnx").opset_import}[
         "ai.onnx"] == 17
-    result = subprocess.run([sys.executable, "-m", "dcgan_hf", "export", str(tmp_path / "missing"), "x.onnx",
-                             "--opset", "99999"], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
 
 
 def test_an_export_that_does_not_fit_in_memory_is_refused_up_front(tmp_path):
