@@ -35,7 +35,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from .api_calls import ApiShapes
 from .photos import MAX_BYTES
-from .uploads import UploadLedger, UploadPolicy, UploadRefused, rebuild_upload
+from .uploads import Charge, UploadLedger, UploadPolicy, UploadRefused, rebuild_upload
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -125,15 +125,25 @@ class RouteGuard:
             return await _reply(send, refused, json_body=not path.endswith("/gradio_api/upload"))
         await self.app(scope, _replay(body, receive), send)
 
-    async def _read(self, scope: Scope, receive: Receive, limit: int, too_big: str) -> bytes:
-        """The whole body, refused (413) past ``limit`` and (408) when it stops or crawls."""
+    async def _read(self, scope: Scope, receive: Receive, limit: int, too_big: str, charge: Charge | None = None
+                    ) -> bytes:
+        """The whole body, refused (413) past ``limit`` and (408) when it stops or crawls; ``charge``
+        ends up at the bytes that arrived, whatever the outcome (a stalled upload costs what it sent)."""
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             raise UploadRefused(413, too_big)
         loop = asyncio.get_running_loop()
         timeout = self.settings.read_timeout_s
         deadline = loop.time() + timeout + (declared if declared is not None else limit) / self.settings.min_rate
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        try:
+            return await self._collect(receive, chunks, limit, too_big, deadline)
+        finally:
+            if charge is not None:
+                charge.size = sum(map(len, chunks))
+
+    async def _collect(self, receive: Receive, chunks: list[bytes], limit: int, too_big: str, deadline: float) -> bytes:
+        loop, timeout, size = asyncio.get_running_loop(), self.settings.read_timeout_s, 0
         while True:
             wait = min(timeout, deadline - loop.time())
             try:
@@ -167,8 +177,7 @@ class RouteGuard:
             raise UploadRefused(400, "expected a multipart/form-data upload")
         client = client_address(scope, self.settings.trusted_proxies)
         with self.ledger.admit(client, declared if declared is not None else limit) as charge:
-            body = await self._read(scope, receive, limit, too_big)
-            charge.size = len(body)
+            body = await self._read(scope, receive, limit, too_big, charge)
             rebuilt, rebuilt_type, names = rebuild_upload(body, boundary.group(1).encode("latin-1"))
             del body
             headers = [(key, value) for key, value in scope.get("headers", [])

@@ -4,11 +4,12 @@ running app is tested in test_app_hardening.py."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from dcgan_hf.route_guard import GuardSettings, client_address
+from dcgan_hf.route_guard import GuardSettings, RouteGuard, client_address
 from dcgan_hf.uploads import UploadLedger, UploadPolicy, UploadRefused, file_parts, rebuild_upload
 from hostile_images import encoded, face_like
 
@@ -122,3 +123,53 @@ def test_the_client_is_the_address_the_trusted_proxy_saw() -> None:
     assert client_address(scope, 0) == "10.0.0.1"  # no proxy trusted: the header is anyone's word
     assert client_address(scope, 1) == "1.2.3.4"  # the entry the proxy appended, not the one the client wrote
     assert client_address({"client": ("10.0.0.1", 5000), "headers": []}, 1) == "10.0.0.1"
+
+
+async def stand_in_for_gradio(scope: dict, receive, send) -> None:
+    """Where the guard hands a request on: reads the body and answers an empty list, as an upload would."""
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b"[]"})
+
+
+def through_guard(guard, path: str, headers: dict[str, str], chunks: list[bytes], stall: bool = False) -> int:
+    """One request through ``guard`` in-process: its status. ``stall``: the body stops after ``chunks``."""
+    async def exchange() -> int:
+        pending = list(chunks)
+        answers = []
+
+        async def receive() -> dict:
+            if pending:
+                return {"type": "http.request", "body": pending.pop(0), "more_body": stall or bool(pending)}
+            await asyncio.sleep(3600)  # the client stopped sending
+
+        async def send(message: dict) -> None:
+            answers.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": path, "client": ("10.0.0.1", 1),
+                 "headers": [(key.encode(), value.encode()) for key, value in headers.items()]}
+        await guard(scope, receive, send)
+        return answers[0]["status"]
+
+    return asyncio.run(exchange())
+
+
+def test_a_stalled_upload_is_cut_and_costs_only_what_it_sent() -> None:
+    ledger = UploadLedger(UploadPolicy(bytes_per_minute=10 * MB))
+    guard = RouteGuard(stand_in_for_gradio, GuardSettings(read_timeout_s=0.2), ledger=ledger)
+    declared = {"content-type": "multipart/form-data; boundary=B", "content-length": str(8 * MB)}
+    assert through_guard(guard, "/gradio_api/upload", declared, [b"--B\r\n" + bytes(1024)], stall=True) == 408
+    body = multipart(("a.png", encoded(face_like(40, 40), "PNG") + bytes(5 * MB)), boundary=b"B")
+    sized = {"content-type": "multipart/form-data; boundary=B", "content-length": str(len(body))}
+    assert through_guard(guard, "/gradio_api/upload", sized, [body]) == 200  # 1 kB + 5 MB: within 10 MB a minute
+    assert through_guard(guard, "/gradio_api/upload", sized, [body]) == 429  # 10 MB: over it
+
+
+def test_every_route_reads_at_most_its_bound() -> None:
+    guard = RouteGuard(stand_in_for_gradio, GuardSettings(max_body_bytes=1024, read_timeout_s=0.2))
+    chunked = {"content-type": "application/json", "transfer-encoding": "chunked"}
+    assert through_guard(guard, "/gradio_api/reset", chunked, [b"x" * 600, b"x" * 600]) == 413  # counted as it came
+    assert through_guard(guard, "/gradio_api/reset", {"content-length": str(10**12)}, []) == 413  # never read
+    assert through_guard(guard, "/gradio_api/cancel", {"content-length": "900"}, [b"x" * 100], stall=True) == 408
+    assert through_guard(guard, "/gradio_api/reset", {"content-length": "2"}, [b"{}"]) == 200
