@@ -21,7 +21,6 @@ from dcgan_hf import Discriminator, Generator, render
 from dcgan_hf import latent_token
 from dcgan_hf.photos import MAX_BYTES, PhotoError, load_photo, photo_from_file, sniff_format
 from dcgan_hf.projection import ProjectionSettings, Projector, pixel_error, project
-from dcgan_hf.route_guard import UploadRefused, check_parts
 from hostile_images import encoded, face_like, hostile_files, one_bit_png
 from test_app import make_model_folder
 
