@@ -226,15 +226,20 @@ def _max_difference(reference_model: nn.Module, nz: int, model: str | os.PathLik
 
 @contextlib.contextmanager
 def _quiet():
-    """torch.onnx reports each stage on stdout and warns about things we handle; keep the CLI's output ours."""
+    """torch.onnx reports each stage on stdout and warns about things we handle (onnxscript's version
+    converter logs a traceback when it cannot reach an opset: the written opset is checked instead);
+    keep the CLI's output ours."""
+    loggers = {name: logging.getLogger(name) for name in ("torch.onnx", "onnxscript")}
+    previous = {name: logger.level for name, logger in loggers.items()}
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        previous = logging.getLogger("torch.onnx").level
-        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        loggers["torch.onnx"].setLevel(logging.ERROR)
+        loggers["onnxscript"].setLevel(logging.CRITICAL)
         try:
             yield
         finally:
-            logging.getLogger("torch.onnx").setLevel(previous)
+            for name, logger in loggers.items():
+                logger.setLevel(previous[name])
 
 
 def _root(error: BaseException) -> BaseException:
