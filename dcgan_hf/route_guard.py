@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -43,6 +44,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+logger = logging.getLogger(__name__)
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file itself
 MAX_RESPONSE_HELD = 1 << 20  # an upload's answer (a JSON list of paths) is held until it is recorded
 DIRECT_CALLS_CLOSED = ("direct calls skip the queue and are closed here: use gradio_client, "
@@ -122,6 +124,9 @@ class RouteGuard:
             if post and self.shapes is not None:
                 self.shapes.check(path, body)
         except UploadRefused as refused:
+            if refused.status in (429, 503):  # a proxy count set wrong shows here: every refusal from one address
+                logger.warning("refused %s from %s: %s", path, client_address(scope, self.settings.trusted_proxies),
+                               refused.message)
             return await _reply(send, refused, json_body=not path.endswith("/gradio_api/upload"))
         await self.app(scope, _replay(body, receive), send)
 
