@@ -15,6 +15,7 @@ from dcgan_hf import Discriminator, Generator
 from dcgan_hf.export import ExportError, export_onnx, session
 from dcgan_hf.export import main as export_main
 from dcgan_hf.latent import latents
+from test_hostile import within_address_space
 from test_sampling import vivid as make_vivid
 
 pytest.importorskip("onnx")
@@ -131,16 +132,8 @@ def test_an_opset_is_checked_and_what_is_written_is_what_was_asked(vivid, tmp_pa
 def test_an_export_that_does_not_fit_in_memory_is_refused_up_front(tmp_path):
     # an address-space limit 64 MB above what the process uses: a 14 MB generator needs ~110 MB more
     Generator(ngf=64).save_pretrained(tmp_path / "model")
-    script = (
-        "import resource, sys\n"
-        "import onnx, onnxscript, onnxruntime\n"
-        "from dcgan_hf.export import main\n"
-        "size = int([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmSize')][0]) * 1024\n"
-        "resource.setrlimit(resource.RLIMIT_AS, (size + 64 * 2**20, resource.RLIM_INFINITY))\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model"), str(tmp_path / "g.onnx")],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    result = within_address_space(f"sys.exit(main([{str(tmp_path / 'model')!r}, {str(tmp_path / 'g.onnx')!r}]))", 64,
+                                  prelude="import onnx, onnxscript, onnxruntime\nfrom dcgan_hf.export import main")
     assert result.returncode == 2, result.stderr[-2000:]
     assert re.fullmatch(r"error: exporting this generator \(14 MB of weights\) needs about 11\d MB more memory, and "
                         r"[1-6]?\d MB is left under this process's address-space limit \(ulimit -v\); export it "

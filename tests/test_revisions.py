@@ -10,10 +10,7 @@ laziness, and the tab's absence for a model without history.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -37,9 +34,9 @@ from dcgan_hf.revisions import (
     load_checkpoint_generator,
 )
 from dcgan_hf.serving import ModelServer, evenly_spaced
-from conftest import ROOT
 from hub_server import HubServer
 from test_app import AppProcess, client_for, make_model_folder, pixels, start_app, tile
+from test_hostile import within_address_space
 from training_runs import EPOCHS, TOKEN, train_and_push
 
 REPO = "someone/dcgan-watch"
@@ -155,19 +152,11 @@ def test_a_state_claiming_a_bigger_model_is_refused_from_the_weights_header(tmp_
     run = hand_made_run(tmp_path / "run", {1: state_at(1, config={"nz": 1024, "ngf": 512})})
     # the model it claims (nz=1024, ngf=512) is ~1 GB of float32: with 300 MB of address space to
     # spare, only a refusal from the safetensors header (nothing built) can say what is wrong
-    script = (
-        "import resource, sys\n"
-        "from dcgan_hf.revisions import load_checkpoint_generator\n"
-        "from dcgan_hf import ModelLoadError\n"
-        "size = int([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmSize')][0]) * 1024\n"
-        "resource.setrlimit(resource.RLIMIT_AS, (size + 300 * 2**20, resource.RLIM_INFINITY))\n"
-        "try:\n"
-        "    load_checkpoint_generator(sys.argv[1])\n"
-        "except ModelLoadError as error:\n"
-        "    print('refused:', error)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script, str(run / "checkpoints" / "checkpoint-000000001")],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    checkpoint = run / "checkpoints" / "checkpoint-000000001"
+    done = within_address_space(f"try:\n    load_checkpoint_generator({str(checkpoint)!r})\n"
+                                "except ModelLoadError as error:\n    print('refused:', error)", 300,
+                                prelude="from dcgan_hf import ModelLoadError\n"
+                                        "from dcgan_hf.revisions import load_checkpoint_generator")
     assert done.returncode == 0 and re.search(r"refused: .*mis-shaped tensors .*main.0.weight: expected "
                                               r"\(1024, 4096, 4, 4\), got \(16, 64, 4, 4\)", done.stdout), done.stderr
     run = hand_made_run(tmp_path / "ema", {1: state_at(1, has_ema="yes")})  # only true means the EMA file
@@ -251,14 +240,15 @@ def test_revisions_are_loaded_only_when_asked_for(run: Path) -> None:
 
 
 def test_no_history_means_no_training_tab(tmp_path: Path) -> None:
+    import app  # the page built in-process: what a browser gets from /config, without starting a server
+
     model = make_model_folder(tmp_path / "plain")
-    app = start_app("--model", str(model), workdir=tmp_path).wait_until_ready()
+    server = ModelServer.start(str(model), fallback=str(model), device="cpu")
     try:
-        with urllib.request.urlopen(app.url + "config", timeout=10) as response:
-            config = json.load(response)
+        config = app.build_demo(server, tmp_path / "out").get_config_file()
         ids = {component.get("props", {}).get("elem_id") for component in config["components"]}
         assert "tab-generate" in ids and "tab-training" not in ids
         assert not any(dependency.get("api_name") == "training_grid" for dependency in config["dependencies"])
-        assert client_for(app, tmp_path / "downloads").predict(api_name="/model_info")["training_epochs"] == []
+        assert not server.status.as_dict()["training_epochs"]  # what /model_info reports
     finally:
-        app.stop()
+        server.close()
