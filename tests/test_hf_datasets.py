@@ -310,7 +310,7 @@ def test_a_row_over_the_size_bound_is_skipped_by_its_length_unread(tmp_path):
     from dcgan_hf.decoding import MAX_FILE_BYTES
 
     good = pngs(2, seed=5)
-    huge = b"\x89PNG\r\n\x1a\n" + bytes(MAX_FILE_BYTES)  # one byte over the bound
+    huge = b"\x89PNG\r\n\x1a\n" + bytes(MAX_FILE_BYTES)  # over the bound by its signature
     image_dataset([good[0], huge, good[1]]).save_to_disk(str(tmp_path / "huge"))  # Arrow as it is: no conversion
     cache = load_cache(tmp_path / "huge", cache_dir=tmp_path / "cache", workers=1, progress=False)
     assert len(cache) == 2
