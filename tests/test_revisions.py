@@ -212,18 +212,18 @@ def test_bad_training_inputs_get_messages(hub_app: AppProcess, tmp_path: Path) -
             client.predict(**inputs, api_name="/training_grid")
 
 
-def test_a_run_folder_serves_its_checkpoints_with_the_same_pixels(run: Path, tmp_path: Path) -> None:
-    app = start_app("--model", str(run), workdir=tmp_path).wait_until_ready()
+def test_a_run_folder_serves_its_checkpoints_with_the_same_pixels(run: Path) -> None:
+    # in-process: the HTTP path of the Training tab is the same as for tags (test_the_training_tab_draws_…)
+    server = ModelServer.start(str(run), fallback=str(run), device="cpu")
     try:
-        client = client_for(app, tmp_path / "downloads")
-        info = client.predict(api_name="/model_info")
-        assert info["training_epochs"] == [1, 2, 3] and info["config"]["nz"] == 16
+        info = server.status.as_dict()
+        assert list(info["training_epochs"]) == [1, 2, 3] and info["config"]["nz"] == 16
         for epoch in (1, 3):
-            grid, caption = client.predict(epoch=epoch, seeds="0-5", truncation=1.0, api_name="/training_grid")
-            assert np.array_equal(pixels(grid), expected_grid(tagged(epoch), SEEDS)), epoch
-            assert "checkpoint-" in caption
+            revision, grid = server.training_grid(epoch, SEEDS)
+            assert np.array_equal(pixels(grid.png), expected_grid(tagged(epoch), SEEDS)), epoch
+            assert "checkpoint-" in revision.describe()
     finally:
-        app.stop()
+        server.close()
 
 
 def test_revisions_are_loaded_only_when_asked_for(run: Path) -> None:
