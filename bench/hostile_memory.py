@@ -321,6 +321,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="dcgan-hostile-bench-") as name:
         folder = Path(name)
+        os.environ["HF_DATASETS_CACHE"] = str(folder / "hf-datasets")  # datasets' Arrow copies go with the rest
         for key in chosen:
             sub = folder / key
             sub.mkdir()
