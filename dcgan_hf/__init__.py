@@ -10,7 +10,7 @@
 
 from .directions import Directions
 from .images import make_grid
-from .latent import SEED_LIMIT, check_seed, latent, latents, parse_seeds
+from .latent import SEED_LIMIT, check_seed, check_truncation, latent, latents, parse_seeds
 from .models import Discriminator, Generator, ModelLoadError
 from .sampling import interpolate, interpolation_gif, render, sample
 
@@ -23,6 +23,7 @@ __all__ = [
     "ModelLoadError",
     "SEED_LIMIT",
     "check_seed",
+    "check_truncation",
     "interpolate",
     "interpolation_gif",
     "latent",

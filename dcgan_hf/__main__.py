@@ -23,7 +23,7 @@ from . import images as imaging
 from .devices import resolve_device
 from .files import write_atomic
 from .hub import BUNDLED_MODEL, load_generator
-from .latent import parse_seeds
+from .latent import MAX_SEEDS, check_truncation, parse_seeds
 from .models import ModelLoadError
 from . import arithmetic
 from .completion import PRESETS, check_mask, complete, preset_mask
@@ -31,11 +31,10 @@ from .directions import MAX_AMOUNT, METHODS as DIRECTION_METHODS, SWEEP_SPAN, fi
 from .hub import LoadedModel, parse_model_spec
 from .models import Generator
 from .photos import photo_from_file
-from .sampling import check_truncation, interpolate, interpolation_gif, render, sample, sample_latents
+from .sampling import interpolate, interpolation_gif, render, sample, sample_latents
 from .serving import find_discriminator
 from .steering import MAX_SWEEP_FRAMES, MIN_SWEEP_FRAMES, ArithmeticRequest
 
-MAX_SEEDS = 4096  # images per command: a grid of 4096 faces is 4226² pixels
 MAX_STEER_SEEDS = 64  # faces swept or completed in one command (a sweep draws frames × seeds)
 MAX_COMPLETIONS = 16  # each takes ~2 s on a CPU
 DEFAULT_FRAMES, SWEEP_FRAMES = 24, 9
@@ -47,7 +46,9 @@ MIN_DURATION_MS, MAX_DURATION_MS = 20, 60_000  # browsers play GIF frames shorte
 def _generate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--model", default=str(BUNDLED_MODEL),
                         help="a model folder or Hub repo id, optionally @revision (default: the bundled model)")
-    parser.add_argument("--seeds", default="0-15", help="seeds like '0-15,42' (one image each)")
+    parser.add_argument("--seeds", default="0-15",
+                        help="seeds like '0-15, 42' or '1 2 3': numbers and ranges a-b, commas or spaces between "
+                             "(one image each)")
     parser.add_argument("--interpolate", metavar="SEEDS",
                         help="walk through these seeds (e.g. '3,7' or '1,2,3') instead of a grid")
     parser.add_argument("--frames", type=int, default=None,
@@ -103,7 +104,7 @@ def check_args(args: argparse.Namespace) -> torch.device:
     if not frames_limits[0] <= args.frames <= frames_limits[1]:
         raise ValueError(f"--frames must be from {frames_limits[0]} to {frames_limits[1]}, got {args.frames}")
     if args.interpolate or args.sweep:
-        parse_seeds(args.interpolate, limit=MAX_KEYFRAMES) if args.interpolate else _steer_seeds(args.seeds)
+        parse_seeds(args.interpolate, MAX_KEYFRAMES, "--interpolate") if args.interpolate else _steer_seeds(args.seeds)
         if to_folder or (suffix != ".gif" and suffix not in imaging.IMAGE_FORMATS):
             raise ValueError(f"--out for {modes[0]} must end in .gif (animation) or {formats} (strip), "
                              f"got {args.out!r}")
@@ -113,7 +114,7 @@ def check_args(args: argparse.Namespace) -> torch.device:
             if not args.photo:
                 _steer_seeds(args.seeds, MAX_COMPLETIONS)
         elif not args.arithmetic:
-            parse_seeds(args.seeds, limit=MAX_SEEDS)
+            parse_seeds(args.seeds, MAX_SEEDS, "--seeds")
         if suffix == ".gif" and not to_folder:
             raise ValueError("a .gif needs --interpolate SEEDS or --sweep DIRECTION; for a grid use .png")
         if (args.arithmetic or args.complete) and to_folder:
@@ -130,7 +131,7 @@ def check_args(args: argparse.Namespace) -> torch.device:
 
 def _steer_seeds(text: str, limit: int = MAX_STEER_SEEDS) -> list[int]:
     """The seeds a sweep or completion works on (it draws frames or runs a search for each)."""
-    return parse_seeds(text, limit=limit)
+    return parse_seeds(text, limit, "--seeds")
 
 
 def generate(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Latent math: seed → z, seed lists, and interpolation paths.
+"""Latent math: the seed and truncation grammar, seed → z, and interpolation paths.
 
 A latent is a pure function of (seed, nz): each seed gets its own CPU ``torch.Generator``,
 so an image never depends on the global RNG, on its batch, or on the device it runs on.
@@ -6,57 +6,102 @@ so an image never depends on the global RNG, on its batch, or on the device it r
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
+from collections.abc import Sized
 from typing import Iterable, Literal, Sequence
 
 import torch
 
 SEED_LIMIT = 2**32  # seeds are unsigned 32-bit, like stylegan's tools and numpy's RandomState
+MAX_SEEDS = 4096  # seeds one text may ask for unless the caller bounds it tighter (a grid of 4096 faces is 4226² px)
+MAX_SEED_TEXT = 50_000  # characters of seed text read at all (4096 seeds written out one by one fit)
+MIN_TRUNCATION, MAX_TRUNCATION = 0.0, 4.0  # truncation is in (0, 4]
 Method = Literal["slerp", "lerp"]
+_SEED_PART = re.compile(r"([0-9]{1,10})(?:-([0-9]{1,10}))?")
+_SEPARATORS = re.compile(r"[,\s]+")
 
 
-def check_seed(seed: object) -> int:
-    """Return ``seed`` as an int in [0, 2**32), or raise ValueError saying what is wrong."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        if isinstance(seed, float) and seed.is_integer():
-            seed = int(seed)
-        else:
-            raise ValueError(f"a seed must be a whole number, got {seed!r}")
-    if not 0 <= seed < SEED_LIMIT:
-        raise ValueError(f"seed {seed} is outside [0, {SEED_LIMIT - 1}]")
-    return seed
+# --- the one grammar for seeds and truncation --------------------------------------------
+# The library, the CLI, the demo, its API and its MCP tools all read seeds and truncation
+# here, so one text means the same faces everywhere and each mistake has one message
+# (tests/test_grammar.py runs the same inputs through every entry point).
 
 
-def parse_seeds(spec: str | int | Iterable[int], limit: int | None = None) -> list[int]:
-    """``"0-15,42"`` → [0, 1, …, 15, 42]; ints and iterables of ints pass through checked.
+def check_seed(value: object, name: str = "seed") -> int:
+    """``value`` as an int in [0, 2**32); a float like 7.0 (JSON's numbers) is accepted, 7.5 is not."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
+        value = int(value) if math.isfinite(value) and float(value).is_integer() else value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"{name} must be a whole number from 0 to {SEED_LIMIT - 1}, got {value!r:.60}")
+    return int(value)
 
-    ``limit`` bounds how many seeds may be asked for, checked before the list is built
-    (``"0-4294967295"`` is 4 billion of them).
+
+def parse_seeds(spec: str | int | Iterable[int], limit: int | None = MAX_SEEDS, name: str = "seeds") -> list[int]:
+    """``"0-15, 42"`` → [0, 1, …, 15, 42]; ints and iterables of ints pass through checked.
+
+    The grammar: whole numbers and ranges ``a-b`` (both ends included), separated by commas,
+    whitespace or both. ``limit`` bounds how many seeds may be asked for, counted before any
+    range is expanded (``"0-4294967295"`` is 4 billion of them); ``None`` means no bound.
+    ``name`` is how error messages call the field ("--seeds", "group A", ...).
     """
-    if isinstance(spec, int):
-        return [check_seed(spec)]
+    if isinstance(spec, (numbers.Real, bool)):
+        return [_listed_seed(spec, name)]
     if not isinstance(spec, str):
-        seeds = [check_seed(seed) for seed in spec]
-        _check_count(len(seeds), limit)
+        if isinstance(spec, Sized):
+            _check_count(len(spec), limit, name)
+        seeds = [_listed_seed(seed, name) for seed in spec]
+        _check_count(len(seeds), limit, name)
         return seeds
+    if len(spec) > MAX_SEED_TEXT:
+        raise ValueError(f"{name}: the text is longer than {MAX_SEED_TEXT:,} characters")
     seeds: list[int] = []
-    for part in spec.replace(" ", "").split(","):
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+    for part in _SEPARATORS.split(spec.strip()):
+        if not part:  # "" when the text is blank
+            continue
+        match = _SEED_PART.fullmatch(part)
         if not match:
-            raise ValueError(f"cannot read seeds from {spec!r}: use numbers and ranges like '0-15,42'")
-        first = int(match.group(1))
-        last = int(match.group(2)) if match.group(2) is not None else first
+            raise ValueError(f"{name} must be whole numbers and ranges like '0-15, 42', got {part!r:.40}")
+        first = _listed_seed(int(match.group(1)), name)
+        last = _listed_seed(int(match.group(2) or first), name)
         if last < first:
-            raise ValueError(f"seed range {part!r} runs backwards")
-        check_seed(first), check_seed(last)
-        _check_count(len(seeds) + last - first + 1, limit)
+            raise ValueError(f"the range {part} in {name} runs backwards")
+        _check_count(len(seeds) + last - first + 1, limit, name)
         seeds.extend(range(first, last + 1))
+    if not seeds:
+        raise ValueError(f"{name}: give at least one seed, e.g. '0-15, 42'")
     return seeds
 
 
-def _check_count(count: int, limit: int | None) -> None:
+def _listed_seed(value: object, name: str) -> int:
+    try:
+        return check_seed(value)
+    except ValueError:
+        raise ValueError(f"{name}: a seed is a whole number from 0 to {SEED_LIMIT - 1}, got {value!r:.60}") from None
+
+
+def _check_count(count: int, limit: int | None, name: str) -> None:
     if limit is not None and count > limit:
-        raise ValueError(f"{count:,} seeds asked for; at most {limit:,} at a time")
+        raise ValueError(f"{name}: at most {limit:,} seeds at a time, {count:,} asked for")
+
+
+def check_truncation(value: object) -> float:
+    """The latent scale as a float in (0, 4]; 1.0 means no truncation, 0.7 gives more average faces."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"truncation must be a number such as 0.7 (1.0 = off), got {value!r:.60}")
+    try:
+        scale = float(value)  # an int like 2**1100 has no float: OverflowError
+    except OverflowError:
+        raise ValueError("truncation must be in (0, 4], got a number far too large") from None
+    if not math.isfinite(scale):
+        raise ValueError(f"truncation must be a number such as 0.7 (1.0 = off), got {value!r}")
+    if not MIN_TRUNCATION < scale <= MAX_TRUNCATION:
+        raise ValueError(f"truncation must be in (0, 4], got {value!r}")
+    return scale
+
+
+# --- latents -------------------------------------------------------------------------------
 
 
 def latent(seed: int, nz: int) -> torch.Tensor:

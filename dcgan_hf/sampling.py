@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from . import images as imaging
-from .latent import Method, latents, parse_seeds, path
+from .latent import Method, check_truncation, latents, parse_seeds, path
 
 CHUNK = 16
 
@@ -131,11 +131,3 @@ def interpolate(
 def interpolation_gif(frames: torch.Tensor, duration_ms: int = 80) -> bytes:
     """uint8 frames → animated, looping GIF bytes."""
     return imaging.gif_bytes(imaging.to_pil(frames), duration_ms=duration_ms)
-
-
-def check_truncation(truncation: float) -> float:
-    """The latent scale as a float in (0, 4]; 1.0 means no truncation."""
-    value = float(truncation)
-    if not 0.0 < value <= 4.0:
-        raise ValueError(f"truncation must be in (0, 4], got {truncation!r}")
-    return value

@@ -27,9 +27,7 @@ import copy
 import functools
 import hashlib
 import logging
-import math
 import os
-import re
 import secrets
 import threading
 import time
@@ -49,12 +47,12 @@ from .directions import Directions
 from .files import write_atomic
 from .hub import BUNDLED_MODEL, LoadedModel, ModelSpec, hub_commit, load_model, parse_model_spec
 from .layout import CONFIG_FILE, DISCRIMINATOR_DIR, HubLayout, served_folder
-from .latent import SEED_LIMIT, Method, check_seed, latents, path
+from .latent import SEED_LIMIT, Method, check_seed, check_truncation, latents, parse_seeds, path
 from .models import Discriminator, Generator, ModelLoadError
 from .photos import Photo
 from .projection import ProjectionResult, ProjectionSettings, Projector
 from .revisions import TrainingHistory, TrainingRevision, find_history, load_revision
-from .sampling import CHUNK, check_truncation as check_latent_scale, render, sample_latents
+from .sampling import CHUNK, render, sample_latents
 
 if TYPE_CHECKING:  # dcgan_hf.steering reads its requests with this module's checks
     from .steering import ArithmeticRequest, EditRequest, FaceSource, SweepRequest
@@ -90,47 +88,16 @@ def check_whole_number(value: object, name: str, low: int, high: int) -> int:
 
 
 def check_seed_input(value: object, name: str = "seed") -> int:
-    """A seed from a form or an API call: a whole number in [0, 2**32)."""
-    try:
-        return check_seed(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number from 0 to {SEED_LIMIT - 1}, got {value!r}") from None
-
-
-def check_truncation(value: object) -> float:
-    """The latent scale: a finite number in the library's range (1.0 = no truncation)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"truncation must be a number such as 0.7 (1.0 = off), got {value!r}")
-    try:
-        scale = float(value)  # an int like 2**1100 has no float: OverflowError
-    except OverflowError:
-        raise ValueError("truncation must be in (0, 4], got a number far too large") from None
-    if not math.isfinite(scale):
-        raise ValueError(f"truncation must be a number such as 0.7 (1.0 = off), got {value!r}")
-    return check_latent_scale(scale)
+    """A seed from a form or an API call: the library's :func:`dcgan_hf.latent.check_seed`."""
+    return check_seed(value, name)
 
 
 def parse_seed_list(text: object, name: str = "seeds", limit: int = MAX_IMAGES) -> list[int]:
-    """"0-15, 42" → [0, …, 15, 42], at most ``limit`` seeds, counted before any range is expanded."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return [check_seed_input(text, name)]
-    if not isinstance(text, str) or len(text) > 1000:
+    """Seeds from a form or an API call: the library's grammar (:func:`dcgan_hf.latent.parse_seeds`),
+    at most ``limit`` (one request's worth of images)."""
+    if not isinstance(text, (str, int, float)) or isinstance(text, bool):
         raise ValueError(f"{name} must be text like '0-15, 42', got {text!r:.60}")
-    seeds: list[int] = []
-    for part in (part for part in re.split(r"[,\s]+", text.strip()) if part):
-        match = re.fullmatch(r"([0-9]{1,10})(?:-([0-9]{1,10}))?", part)
-        if not match:
-            raise ValueError(f"{name} must be whole numbers and ranges like '0-15, 42', got {part!r:.40}")
-        first = check_seed_input(int(match.group(1)), name)
-        last = check_seed_input(int(match.group(2) or first), name)
-        if last < first:
-            raise ValueError(f"the range {part} in {name} runs backwards")
-        if len(seeds) + last - first + 1 > limit:
-            raise ValueError(f"{name}: at most {limit} seeds at a time")
-        seeds.extend(range(first, last + 1))
-    if not seeds:
-        raise ValueError(f"{name}: give at least one seed")
-    return seeds
+    return parse_seeds(text, limit=limit, name=name)
 
 
 @dataclass(frozen=True)
@@ -233,17 +200,10 @@ def _short_hash(text: str) -> str:
 
 
 def parse_more_seeds(text: object) -> list[int]:
-    """The optional extra keyframes: "7, 99 123" → [7, 99, 123], at most MAX_KEYFRAMES - 2."""
-    if text is None:
+    """The optional extra keyframes: "7, 99 123" → [7, 99, 123] (the seed grammar), at most MAX_KEYFRAMES - 2."""
+    if text is None or (isinstance(text, str) and not text.strip()):
         return []
-    if not isinstance(text, str):
-        raise ValueError(f"more seeds must be text like '7, 99', got {text!r}")
-    parts = [part for part in re.split(r"[,\s]+", text.strip()) if part]
-    if len(parts) > MAX_KEYFRAMES - 2:
-        raise ValueError(f"an interpolation takes at most {MAX_KEYFRAMES} seeds, got {len(parts) + 2}")
-    if not all(re.fullmatch(r"[0-9]{1,10}", part) for part in parts):
-        raise ValueError(f"more seeds must be whole numbers separated by commas, got {text!r}")
-    return [check_seed_input(int(part), "each of more seeds") for part in parts]
+    return parse_seed_list(text, "more seeds", limit=MAX_KEYFRAMES - 2)
 
 
 def random_seed() -> int:

@@ -4,7 +4,7 @@ The demo's forms and API, its MCP tools and the command line all build these, so
 checked the same way wherever it comes from and a bad one gets one clear line. A face to
 start from is a seed (scaled by ``truncation``) or a latent token (a projected photo, an
 interpolation frame, an earlier edit or arithmetic result); seeds in groups are read by the
-demo's seed grammar (``serving.parse_seed_list``: commas or spaces, ranges like ``0-15``).
+library's one seed grammar (``dcgan_hf.latent.parse_seeds``: commas or spaces, ranges like ``0-15``).
 """
 
 from __future__ import annotations

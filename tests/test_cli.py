@@ -78,8 +78,8 @@ def test_model_at_a_hub_revision(local_hub, model_dir, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--seeds", "4294967296"], "outside"),
-    (["--seeds", "a-b"], "cannot read seeds"),
+    (["--seeds", "4294967296"], "--seeds: a seed is a whole number from 0 to 4294967295"),
+    (["--seeds", "a-b"], "--seeds must be whole numbers and ranges like '0-15, 42', got 'a-b'"),
     (["--interpolate", "3"], "at least two seeds"),
     (["--truncation", "0"], "truncation"),
     (["--frames", "1", "--interpolate", "1,2"], "--frames must be from 2 to 1000"),

@@ -489,7 +489,7 @@ def test_stale_cache_and_hub_folder_copies_are_removed(tmp_path):
 # -- 5. generate: every flag bounded, one line each -----------------------------------------------
 
 @pytest.mark.parametrize("args, message", [
-    (["--seeds", "0-4294967295"], "4,294,967,296 seeds asked for; at most 4,096"),
+    (["--seeds", "0-4294967295"], "--seeds: at most 4,096 seeds at a time, 4,294,967,296 asked for"),
     (["--interpolate", "0-4294967295", "--out", "w.gif"], "at most 256"),
     (["--interpolate", "1,2", "--frames", str(10**9), "--out", "w.gif"], "--frames must be from 2 to 1000"),
     (["--nrow", "-3"], "--nrow must be from 1 to 4096, got -3"),

@@ -144,3 +144,26 @@ def test_steering_tools_edit_and_complete_over_mcp(app: AppProcess, model: Path)
     bad = session_run(app, lambda session: session.call_tool(
         "complete", {"seed": 4, "truncation": 1.0, "latent": "", "mask": "chin"}))
     assert bad.isError and "unknown mask 'chin'" in str(bad.content)
+
+
+def test_the_arithmetic_tool_reads_seeds_with_the_library_grammar(app: AppProcess) -> None:
+    """tests/test_grammar.py's table through the MCP tool: the library's seeds or its message, word for word."""
+    from dcgan_hf import latent_token
+    from test_grammar import BAD, GOOD, arithmetic_seeds, library
+
+    async def call_all(session: Any) -> list[Any]:
+        async def note(done: float, total: float | None, message: str | None) -> None:
+            pass
+
+        return [await session.call_tool("arithmetic", {"expression": text, "truncation": 1.0, "noise_seed": 0},
+                                        progress_callback=note) for text, _ in GOOD + BAD]
+
+    for (text, expected), result in zip(GOOD + BAD, session_run(app, call_all)):
+        texts = [item.text for item in result.content if item.type == "text"]
+        if result.isError:
+            got: object = " ".join(texts)
+        else:
+            token = next(item for item in texts if item.startswith(latent_token.PREFIX))
+            got = arithmetic_seeds(token, expected, 100)
+        wanted = library(text, 64, "group A")
+        assert got == wanted or (isinstance(wanted, str) and wanted in got), (text, got)

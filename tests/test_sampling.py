@@ -44,8 +44,10 @@ def test_parse_seeds():
     assert parse_seeds([1, 2]) == [1, 2]
     assert parse_seeds(5) == [5]
     assert parse_seeds("4294967295") == [2**32 - 1]
-    for bad, message in [("4294967296", "outside"), ("-1", "cannot read"), ("1-x", "cannot read"),
-                         ("5-3", "backwards"), ("", "cannot read"), ([1.5], "whole number"), ([True], "whole number")]:
+    assert parse_seeds("1 2") == [1, 2] and len(parse_seeds("0-15 42")) == 17  # spaces separate, as in the demo
+    for bad, message in [("4294967296", "from 0 to 4294967295"), ("-1", "whole numbers and ranges"),
+                         ("1-x", "whole numbers and ranges"), ("5-3", "backwards"), ("", "at least one seed"),
+                         ([1.5], "whole number"), ([True], "whole number"), (range(2**32), "at most 4,096")]:
         with pytest.raises(ValueError, match=message):
             parse_seeds(bad)
 
