@@ -145,7 +145,13 @@ class StopRequest:
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """Run (or resume) training as ``config`` says; see ``python train.py --help``."""
+    """Run (or resume) training as ``config`` says; see ``python train.py --help``.
+
+    The CPU thread count training picks (``--threads``) is process-wide torch state, so it is
+    put back when training ends: a notebook or a test that trains in-process and then samples
+    would otherwise keep an OpenMP team the size of the machine (2-20x slower beside other work).
+    """
+    threads = torch.get_num_threads()
     layout, device = setup(config.device)
     try:
         if layout.is_main:  # free what a killed run left (whole checkpoint copies) before using the disk
@@ -160,6 +166,7 @@ def train(config: TrainConfig) -> TrainResult:
         return _loop(run, stop)
     finally:
         layout.close()
+        torch.set_num_threads(threads)
 
 
 def _is_main_thread() -> bool:
