@@ -54,11 +54,12 @@ import torch
 
 from dcgan_hf import images as imaging, latent_token, photos
 from dcgan_hf.api_calls import ApiShapes
-from dcgan_hf.arithmetic import figure as arithmetic_figure, split_expression
+from dcgan_hf.arithmetic import figure as arithmetic_figure
 from dcgan_hf.completion import PRESET_BOXES, PRESET_LABELS, PRESETS, parse_mask, psnr
 from dcgan_hf.directions import MAX_AMOUNT, check_amount, format_edit
 from dcgan_hf.hub import BUNDLED_MODEL
 from dcgan_hf.models import ModelLoadError
+from dcgan_hf.page_checks import query_checks
 from dcgan_hf.page_state import KEYS, PageState, parse_query, query_defaults
 from dcgan_hf.serving import (
     MAX_FRAMES,
@@ -72,7 +73,6 @@ from dcgan_hf.serving import (
     check_seed_input,
     check_truncation,
     check_whole_number,
-    parse_latent_input,
     parse_seed_list,
     random_seed,
 )
@@ -380,23 +380,10 @@ class Demo:
                 tiles, seeds, grid)
 
     def query_checks(self) -> dict[str, Callable[[Any], Any]]:
-        """The form's own validators, applied to a link's values."""
+        """The form's own validators, applied to a link's values (dcgan_hf.page_checks)."""
         history = self.server.history
-        return {
-            "seed": check_seed_input, "seed_a": check_seed_input, "seed_b": check_seed_input,
-            "gif_seed": check_seed_input,
-            "count": lambda value: check_whole_number(value, "n", 1, MAX_IMAGES),
-            "frames": lambda value: check_whole_number(value, "frames", MIN_FRAMES, MAX_FRAMES),
-            "truncation": check_truncation, "walk_truncation": check_truncation,
-            "method": lambda value: value if value in METHODS else _raise(f"one of {', '.join(METHODS)}"),
-            "more_seeds": lambda value: (InterpolateRequest.parse(0, 0, value), value)[1],
-            "start_latent": lambda value: parse_latent_input(value, self.nz, "za") or "",
-            "end_latent": lambda value: parse_latent_input(value, self.nz, "zb") or "",
-            "training_seeds": lambda value: (parse_seed_list(value, "tseeds"), value)[1],
-            "epoch": lambda value: value if history is None or value == 0 or value in history.epochs
-            else _raise(f"this run has epochs {', '.join(map(str, history.epochs))}"),
-            **steering_checks(self.server.directions, self.nz),
-        }
+        return query_checks(nz=self.nz, directions=self.server.directions,
+                            epochs=None if history is None else history.epochs)
 
     def state_fields(self) -> list[str]:
         fields = ["seed", "count", "truncation", "seed_a", "seed_b", "more_seeds", "frames", "method", "closed",
@@ -429,10 +416,6 @@ def when_linked(handler: Callable[..., T], tab: str | None = None) -> Callable[.
 
 def tile_name(seed: int, truncation: float) -> str:
     return f"dcgan-seed{seed}-t{truncation:g}.png"
-
-
-def _raise(message: str) -> Any:
-    raise ValueError(message)
 
 
 def grid_digest(seeds: Sequence[int]) -> str:
@@ -731,26 +714,6 @@ def crop_tensor(crop: Any) -> Any:
     if array.dtype != np.uint8 or array.shape != (3, 64, 64):
         raise ValueError("upload the photo again")
     return torch.from_numpy(array.copy())
-
-
-def steering_checks(directions: Any, nz: int) -> dict[str, Callable[[Any], Any]]:
-    """The Edit, Arithmetic and Complete tabs' validators, applied to a link's values."""
-
-    def group(text: str) -> str:
-        if len(split_expression(text)) != 1:
-            raise ValueError("one group of seeds, without + or -")
-        ArithmeticRequest.parse(text, nz=nz)
-        return text
-
-    return {
-        "edit_seed": check_seed_input, "complete_seed": check_seed_input, "edit_truncation": check_truncation,
-        "edit_latent": lambda value: parse_latent_input(value, nz, "ez") or "",
-        "complete_latent": lambda value: parse_latent_input(value, nz, "cz") or "",
-        "edit": lambda value: EditRequest.parse(0, 1.0, "", value, directions=directions, nz=nz).edit_text,
-        "sweep_direction": directions.index, "group_a": group, "group_b": group, "group_c": group,
-        "noise_seed": lambda value: check_whole_number(value, "noise", 0, 2**31 - 1),
-        "mask": lambda value: (parse_mask(value), value.strip())[1],
-    }
 
 
 BRUSH_TEMPLATE = (

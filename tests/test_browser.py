@@ -55,7 +55,7 @@ if not CHROMIUM.exists():
     pytest.skip(
         "Debian chromium is not installed (apt-get install -y chromium chromium-driver)", allow_module_level=True
     )
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+from playwright import sync_api  # noqa: E402  (requirements-test.txt installs it)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from PIL import Image
 from dcgan_hf.data import load_cache, synthetic_images
 from dcgan_hf.hf_datasets import DatasetSourceError, dataset_spec, hub_dataset_id
 
-datasets = pytest.importorskip("datasets")
+import datasets  # noqa: E402  (requirements-test.txt installs it: a broken install must fail, not skip)
 
 ROOT = Path(__file__).resolve().parent.parent
 

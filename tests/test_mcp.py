@@ -21,7 +21,7 @@ from PIL import Image
 from dcgan_hf import Generator
 from test_app import AppProcess, expected_grid, expected_strip, make_model_folder, start_app
 
-mcp = pytest.importorskip("mcp", reason="the mcp package is not installed (pip install -r requirements-test.txt)")
+import mcp  # noqa: E402  (requirements-test.txt installs it: a broken install must fail, not skip)
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 
 

