@@ -57,7 +57,7 @@ from dcgan_hf.api_calls import ApiShapes
 from dcgan_hf.arithmetic import figure as arithmetic_figure
 from dcgan_hf.completion import PRESET_BOXES, PRESET_LABELS, PRESETS, parse_mask, psnr
 from dcgan_hf.directions import MAX_AMOUNT, check_amount, format_edit
-from dcgan_hf.hub import BUNDLED_MODEL
+from dcgan_hf.hub.loading import BUNDLED_MODEL
 from dcgan_hf.models import ModelLoadError
 from dcgan_hf.page_checks import query_checks
 from dcgan_hf.page_state import KEYS, PageState, parse_query, query_defaults

@@ -19,7 +19,7 @@ import sys
 from dcgan_hf.data import DataError
 from dcgan_hf.devices import DeviceError
 from dcgan_hf.finite import NonFiniteError
-from dcgan_hf.hf_datasets import DatasetSourceError
+from dcgan_hf.data.hf_datasets import DatasetSourceError
 from dcgan_hf.metrics import EvalDependencyError
 from dcgan_hf.models import ModelLoadError
 from dcgan_hf.training import TrainConfig, train

@@ -43,7 +43,7 @@ from dcgan_hf import Discriminator, Generator  # noqa: E402
 from dcgan_hf.data import load_cache  # noqa: E402
 from dcgan_hf.directions import sefa  # noqa: E402
 from dcgan_hf.evaluate import DecodedImages, evaluate  # noqa: E402
-from dcgan_hf.hub import BUNDLED_MODEL, BUNDLED_REPO_ID  # noqa: E402
+from dcgan_hf.hub.loading import BUNDLED_MODEL, BUNDLED_REPO_ID  # noqa: E402
 from dcgan_hf.layout import EMA_COUNTER, CheckpointLayout, RunLayout  # noqa: E402
 from dcgan_hf.serving import evenly_spaced  # noqa: E402
 from dcgan_hf.training import TrainConfig, artifacts, publish  # noqa: E402  (modules of the package)

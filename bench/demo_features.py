@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout
 import torch  # noqa: E402
 
 from dcgan_hf import Discriminator, Generator  # noqa: E402
-from dcgan_hf.hub import BUNDLED_MODEL  # noqa: E402
+from dcgan_hf.hub.loading import BUNDLED_MODEL  # noqa: E402
 from dcgan_hf.photos import photo_from_file  # noqa: E402
 from dcgan_hf.projection import ProjectionSettings, project  # noqa: E402
 from dcgan_hf.revisions import TrainingHistory, TrainingRevision  # noqa: E402

@@ -105,7 +105,7 @@ def checkpoint_cases(folder: Path, bomb_gb: float) -> list[tuple[str, str]]:
     write_deflate_bomb(folder / "bomb.pth", int(bomb_gb * 2**30) // 4)
 
     def convert(name: str) -> str:
-        return (f"from dcgan_hf.legacy import read_legacy\nread_legacy({str(folder / name)!r})")
+        return (f"from dcgan_hf.legacy.reader import read_legacy\nread_legacy({str(folder / name)!r})")
 
     return [
         ("good checkpoint (baseline)", convert("good.pth")),
@@ -150,7 +150,7 @@ def image_cases(folder: Path) -> list[tuple[str, str]]:
     (folder / "bomb.png").write_bytes(png_header_only(20_000, 20_000))
 
     def decode(name: str) -> str:
-        return f"from dcgan_hf.decoding import decode\ndecode(open({str(folder / name)!r}, 'rb').read(), 64)"
+        return f"from dcgan_hf.data.decoding import decode\ndecode(open({str(folder / name)!r}, 'rb').read(), 64)"
 
     return [
         ("178x218 JPEG (baseline)", decode("face.jpg")),
@@ -240,7 +240,7 @@ def dataset_cases(folder: Path) -> list[tuple[str, str]]:
         (folder / name).mkdir()
         table = datasets.Dataset.from_dict({"image": [{"bytes": row, "path": None} for row in rows]}, features=features)
         table.to_parquet(str(folder / name / "train.parquet"))
-        return (f"from dcgan_hf.hf_datasets import load_cache\n"
+        return (f"from dcgan_hf.data.hf_datasets import load_cache\n"
                 f"cache = load_cache({str(folder / name)!r}, cache_dir={str(folder / ('cache-' + name))!r}, "
                 f"workers=1, progress=False)\noutcome = '%d images, %d skipped' % (len(cache), len(cache.skipped))")
 

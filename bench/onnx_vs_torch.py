@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dcgan_hf.export import export_onnx  # noqa: E402
-from dcgan_hf.hub import BUNDLED_MODEL, load_generator  # noqa: E402
+from dcgan_hf.hub.loading import BUNDLED_MODEL, load_generator  # noqa: E402
 from dcgan_hf.latent import latents  # noqa: E402
 
 BATCHES = (1, 64)

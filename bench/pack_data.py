@@ -5,7 +5,7 @@
 
 A lent GPU machine takes at most 64 MiB of working tree in all (code and bundled model
 included), while the 37,290 64×64 training JPEGs are ~103 MiB. WebP at quality 80 keeps them
-at ~1.1 KB each; ``train.py --data PACK.zip`` reads the zip directly (``dcgan_hf.data``
+at ~1.1 KB each; ``train.py --data PACK.zip`` reads the zip directly (``dcgan_hf.data.folders``
 lists .webp members and decodes them with PIL). The zip stores (does not deflate) its
 members: WebP is already compressed. Prints the size and the PSNR of a sample against the
 originals, and refuses to write a pack over ``--max-mib``.

@@ -42,7 +42,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from dcgan_hf import Discriminator, Generator, render, sample  # noqa: E402
 from dcgan_hf.completion import PRESETS, complete, masked_error, preset_mask, psnr  # noqa: E402
 from dcgan_hf.directions import Directions, ganspace, sefa  # noqa: E402
-from dcgan_hf.hub import BUNDLED_MODEL  # noqa: E402
+from dcgan_hf.hub.loading import BUNDLED_MODEL  # noqa: E402
 from dcgan_hf.images import grid_image, to_float  # noqa: E402
 from dcgan_hf.latent import latents  # noqa: E402
 from dcgan_hf.photos import photo_from_file  # noqa: E402

@@ -8,6 +8,7 @@
 >>> edited = G.sample(seeds="0-15", edit={"smile": 2})    # along the model's latent directions
 """
 
+from . import _moved
 from .directions import Directions
 from .images import make_grid
 from .latent import SEED_LIMIT, check_seed, check_truncation, latent, latents, parse_seeds
@@ -15,6 +16,8 @@ from .models import Discriminator, Generator, ModelLoadError
 from .sampling import interpolate, interpolation_gif, render, sample
 
 __version__ = "0.1.0"
+
+_moved.install()  # old module paths (dcgan_hf.hub_client, dcgan_hf.card, ...) keep working
 
 __all__ = [
     "Directions",

@@ -22,13 +22,13 @@ import torch
 from . import images as imaging
 from .devices import resolve_device
 from .files import write_atomic
-from .hub import BUNDLED_MODEL, load_generator
+from .hub.loading import BUNDLED_MODEL, load_generator
 from .latent import MAX_SEEDS, check_truncation, parse_seeds
 from .models import ModelLoadError
 from . import arithmetic
 from .completion import PRESETS, check_mask, complete, preset_mask
 from .directions import MAX_AMOUNT, METHODS as DIRECTION_METHODS, SWEEP_SPAN, find as find_directions, parse_edit
-from .hub import LoadedModel, parse_model_spec
+from .hub.loading import LoadedModel, parse_model_spec
 from .models import Generator
 from .photos import photo_from_file
 from .sampling import interpolate, interpolation_gif, render, sample, sample_latents
@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     command, rest = argv[0], argv[1:]
     if command == "convert":
-        from .convert import main as convert_main
+        from .legacy.convert import main as convert_main
 
         return convert_main(rest)
     if command == "evaluate":

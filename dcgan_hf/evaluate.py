@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import ImageSource, find_images, read_image
-from .decoding import decode_or_reason
+from .data.folders import ImageSource, find_images, read_image
+from .data.decoding import decode_or_reason
 from .devices import resolve_device
 from .files import write_atomic
-from .hub import load_generator
+from .hub.loading import load_generator
 from .metrics import (MEMORIZATION_FLAG, NEIGHBOURS, EvalDependencyError, FeatureCache, InceptionFeatures, Memorization, fid, kid,
                       memorization, precision_recall)
 from .models import ModelLoadError
@@ -85,10 +85,10 @@ class EvalResult:
 
 @dataclass(frozen=True)
 class RealImages:
-    """The first ``limit`` images, in the sorted order of :func:`dcgan_hf.data.find_images`.
+    """The first ``limit`` images, in the sorted order of :func:`dcgan_hf.data.folders.find_images`.
 
     Listing, fingerprints (names, sizes, mtimes or CRCs) and decoding (short side to 64,
-    centre crop: the training transform) are those of ``dcgan_hf.data``, so FID compares
+    centre crop: the training transform) are those of ``dcgan_hf.data.folders``, so FID compares
     the generator with exactly what it was trained to imitate.
     """
 
@@ -236,7 +236,7 @@ def evaluate(
 
     Pass a long-lived ``extractor`` when evaluating repeatedly (training) to load the
     Inception network once; otherwise one is made on ``device`` (default: the
-    generator's). ``real_split`` only matters for a CelebA root (see ``dcgan_hf.data``).
+    generator's). ``real_split`` only matters for a CelebA root (see ``dcgan_hf.data.folders``).
     ``train`` (training images; their features are cached like the real ones) adds the
     memorization check, with the real images as the held-out set.
     """

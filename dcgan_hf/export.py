@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .hub import load_generator
+    from .hub.loading import load_generator
     from .models import ModelLoadError
 
     if args.out.suffix.lower() != ".onnx":

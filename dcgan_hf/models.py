@@ -20,11 +20,11 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from . import bounded_json
-from . import card as model_card
+from .hub import card as model_card
 from . import directions as latent_directions
 from .errors import ModelLoadError
 from .finite import require_finite
-from .hub_client import download_file, ensure_repo
+from .hub.client import download_file, ensure_repo
 from .layout import CONFIG_FILE, DIRECTION_NAMES_FILE, DIRECTIONS_FILE, WEIGHTS_FILE, HubLayout
 
 HUB_METADATA: dict[str, Any] = dict(
@@ -316,7 +316,7 @@ class _HubModel(nn.Module):
         self.load_state_dict(state, strict=True)
 
     def generate_model_card(self, *args: Any, **kwargs: Any):
-        """Our card: metadata, sample grid and metrics slots (see ``dcgan_hf.card``)."""
+        """Our card: metadata, sample grid and metrics slots (see ``dcgan_hf.hub.card``)."""
         return model_card.render(self, **kwargs)
 
     def save_pretrained(

@@ -4,8 +4,8 @@ An upload can be anything: not an image, a truncated one, or a few kilobytes of 
 claim 20000×20000 pixels (1.2 GB once decoded). So the checks run cheapest first and
 nothing is decoded until the header has been read and judged: byte size, magic bytes
 (JPEG, PNG or WebP only), then the dimensions, read from the header and judged by
-``dcgan_hf.decoding`` (the training images' rules, with a photo's shape), and only then
-the pixels. The crop is the training transform (``dcgan_hf.decoding.transform_for``: short
+``dcgan_hf.data.decoding`` (the training images' rules, with a photo's shape), and only then
+the pixels. The crop is the training transform (``dcgan_hf.data.decoding.transform_for``: short
 side to 64, centre crop), so a face is framed as the training faces were.
 
 A request's memory stays under ~100 MB whatever the photo: a JPEG is decoded at 1/2…1/8
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .decoding import ImageLimits, ImageSizeError, open_image, transform_for
+from .data.decoding import ImageLimits, ImageSizeError, open_image, transform_for
 
 MAX_BYTES = 10 * 1024 * 1024  # 10 MB: any phone photo; the upload route is capped to the same
 # At most 40 MP (decoding.MAX_PIXELS, as for training images) and 12000 pixels a side; at least

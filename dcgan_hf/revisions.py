@@ -30,8 +30,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from . import bounded_json, epoch_history
-from .hub import ModelSpec
-from .hub_client import download_file, hub_errors
+from .hub.loading import ModelSpec
+from .hub.client import download_file, hub_errors
 from .layout import EMA_COUNTER, CheckpointLayout, RunLayout, complete_checkpoints, run_folder
 from .models import Generator, ModelLoadError, read_safetensors_header
 

@@ -45,7 +45,7 @@ from .completion import Completion, completer, finish as finish_completion
 from .devices import resolve_device
 from .directions import Directions
 from .files import write_atomic
-from .hub import BUNDLED_MODEL, LoadedModel, ModelSpec, hub_commit, load_model, parse_model_spec
+from .hub.loading import BUNDLED_MODEL, LoadedModel, ModelSpec, hub_commit, load_model, parse_model_spec
 from .layout import CONFIG_FILE, DISCRIMINATOR_DIR, HubLayout, served_folder
 from .latent import SEED_LIMIT, Method, check_seed, check_truncation, latents, parse_seeds, path
 from .models import Discriminator, Generator, ModelLoadError

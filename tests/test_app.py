@@ -39,7 +39,7 @@ from torch import nn
 
 from dcgan_hf import Generator, ModelLoadError, interpolate, latent_token, render, sample
 from dcgan_hf.devices import resolve_device
-from dcgan_hf.hub import BUNDLED_MODEL
+from dcgan_hf.hub.loading import BUNDLED_MODEL
 from dcgan_hf.images import gif_frame_count, grid_image
 from dcgan_hf.models import dcgan_init
 from dcgan_hf.serving import (

@@ -11,8 +11,8 @@ import torch
 from huggingface_hub import ModelCard
 
 from dcgan_hf import Discriminator, Generator
-from dcgan_hf.card import DOCS_URL, REPO_URL, base_model_id, fid_kid_rows
-from dcgan_hf.hub import BUNDLED_MODEL
+from dcgan_hf.hub.card import DOCS_URL, REPO_URL, base_model_id, fid_kid_rows
+from dcgan_hf.hub.loading import BUNDLED_MODEL
 from dcgan_hf.training import publish
 
 TOKEN = "hf_card_test_token_0123456789"

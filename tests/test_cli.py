@@ -15,7 +15,7 @@ from PIL import Image
 
 from dcgan_hf import Discriminator, Generator, images, interpolate, sample
 from dcgan_hf.__main__ import main
-from dcgan_hf.hub import BUNDLED_MODEL
+from dcgan_hf.hub.loading import BUNDLED_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 

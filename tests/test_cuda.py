@@ -133,7 +133,7 @@ def test_the_non_finite_guard_works_inside_the_graph():
 
 def test_train_loop_on_gpu_stops_when_steps_stay_non_finite(tmp_path):
     """The issue's reproduction on the GPU path (graph + bf16): one clear error, nothing written."""
-    from dcgan_hf.hub import BUNDLED_MODEL
+    from dcgan_hf.hub.loading import BUNDLED_MODEL
     from dcgan_hf.training.loop import TrainingDiverged
     from test_train import scaled_copy
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from dcgan_hf.data import load_cache, synthetic_images
-from dcgan_hf.hf_datasets import DatasetSourceError, dataset_spec, hub_dataset_id
+from dcgan_hf.data.hf_datasets import DatasetSourceError, dataset_spec, hub_dataset_id
 
 import datasets  # noqa: E402  (requirements-test.txt installs it: a broken install must fail, not skip)
 
@@ -46,7 +46,7 @@ def write_parquet(folder: Path, split: str, dataset: "datasets.Dataset") -> Path
 
 
 def reference(images: list[bytes], tmp_path: Path) -> np.ndarray:
-    """The same images written as files and read by the plain-folder path of dcgan_hf.data."""
+    """The same images written as files and read by the plain-folder path of dcgan_hf.data.folders."""
     folder = tmp_path / "reference"
     folder.mkdir(parents=True)
     for index, data in enumerate(images):
@@ -63,7 +63,7 @@ def test_parquet_folder_decodes_like_files_and_is_reused_until_it_changes(tmp_pa
     assert np.array_equal(np.asarray(cache.images), reference(images, tmp_path))
     npy = tmp_path / "cache" / f"{cache.fingerprint}.npy"
     stamp = npy.stat().st_mtime_ns
-    with caplog.at_level("INFO", logger="dcgan_hf.image_cache"):
+    with caplog.at_level("INFO", logger="dcgan_hf.data.image_cache"):
         again = load_cache(tmp_path / "faces", cache_dir=tmp_path / "cache", workers=1, progress=False)
     assert again.fingerprint == cache.fingerprint and npy.stat().st_mtime_ns == stamp
     assert "reusing image cache" in caplog.text
@@ -146,7 +146,7 @@ def test_rows_pointing_at_devices_or_huge_files_are_skipped_unread(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dcgan_hf.decoding import MAX_FILE_BYTES
+    from dcgan_hf.data.decoding import MAX_FILE_BYTES
 
     good = pngs(1, seed=9)[0]
     (tmp_path / "one.png").write_bytes(good)
@@ -167,7 +167,7 @@ def test_rows_pointing_at_devices_or_huge_files_are_skipped_unread(tmp_path):
 def test_a_dataset_cache_is_written_like_a_folders(tmp_path):
     """The same writer as plain folders: free space checked first, stale staging files of dead runs
     removed, nothing left behind by a failed write, and a one-line DataError."""
-    from dcgan_hf.image_cache import DataError
+    from dcgan_hf.data.image_cache import DataError
 
     write_parquet(tmp_path / "faces", "train", image_dataset(pngs(2)))
     cache = tmp_path / "cache"
@@ -307,7 +307,7 @@ def test_datasets_that_datasets_cannot_read_are_one_line(tmp_path):
 
 
 def test_a_row_over_the_size_bound_is_skipped_by_its_length_unread(tmp_path):
-    from dcgan_hf.decoding import MAX_FILE_BYTES
+    from dcgan_hf.data.decoding import MAX_FILE_BYTES
 
     good = pngs(2, seed=5)
     huge = b"\x89PNG\r\n\x1a\n" + bytes(MAX_FILE_BYTES)  # over the bound by its signature
@@ -319,8 +319,8 @@ def test_a_row_over_the_size_bound_is_skipped_by_its_length_unread(tmp_path):
 
 
 def test_decode_tasks_are_bounded_in_bytes():
-    from dcgan_hf.decoding import MAX_FILE_BYTES
-    from dcgan_hf.hf_datasets import task_spans
+    from dcgan_hf.data.decoding import MAX_FILE_BYTES
+    from dcgan_hf.data.hf_datasets import task_spans
 
     mb = 2**20
     sizes = np.array([10 * mb] * 8 + [200 * mb, 1 * mb, MAX_FILE_BYTES + 1, 1 * mb] + [1000] * 600)

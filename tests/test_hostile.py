@@ -181,7 +181,7 @@ def test_bad_training_flags_are_one_line(flags, message, capsys):
 # -- 2. convert: bounded by the file's metadata, and --overwrite never destroys data --------------
 
 def test_a_zero_stride_tensor_is_refused_before_it_is_materialised(tmp_path):
-    from dcgan_hf.legacy import read_legacy
+    from dcgan_hf.legacy.reader import read_legacy
 
     state = Generator(ngf=8).state_dict()
     state["main.0.weight"] = torch.zeros(1).expand(10**6, 8 * 10**6, 4, 4)  # 4 bytes claiming 512 TB
@@ -193,7 +193,7 @@ def test_a_zero_stride_tensor_is_refused_before_it_is_materialised(tmp_path):
 
 
 def test_sizes_implied_by_shapes_are_bounded_and_checked_before_building(tmp_path):
-    from dcgan_hf.legacy import read_legacy
+    from dcgan_hf.legacy.reader import read_legacy
 
     state = Generator(ngf=8).state_dict()
     state["main.0.weight"], state["main.12.weight"] = torch.randn(1, 8000, 4, 4), torch.randn(1000, 3, 4, 4)
@@ -207,12 +207,12 @@ def test_sizes_implied_by_shapes_are_bounded_and_checked_before_building(tmp_pat
     # building Generator(nz=1, ngf=500) first cost ~500 MB: with 100 MB to spare, only a refusal passes
     done = within_address_space(f"try:\n    read_legacy({str(tmp_path / 'ngf500.pth')!r})\n"
                                 "except dcgan_hf.ModelLoadError as error:\n    print('refused:', error)", 100,
-                                prelude="import dcgan_hf\nfrom dcgan_hf.legacy import read_legacy")
+                                prelude="import dcgan_hf\nfrom dcgan_hf.legacy.reader import read_legacy")
     assert done.returncode == 0 and "mis-shaped" in done.stdout, done.stderr[-2000:]
 
 
 def test_a_deflated_checkpoint_entry_is_refused_without_inflating_it(tmp_path):
-    from dcgan_hf.legacy import read_legacy
+    from dcgan_hf.legacy.reader import read_legacy
 
     torch.save({"main.0.weight": torch.zeros(256, 1024)}, tmp_path / "plain.pth")
     with zipfile.ZipFile(tmp_path / "plain.pth") as plain, \
@@ -225,7 +225,7 @@ def test_a_deflated_checkpoint_entry_is_refused_without_inflating_it(tmp_path):
 
 
 def test_overwrite_refuses_a_folder_that_convert_did_not_make(tmp_path):
-    from dcgan_hf.convert import convert
+    from dcgan_hf.legacy.convert import convert
 
     torch.save(Generator(ngf=8).state_dict(), tmp_path / "netG.pth")
     project = tmp_path / "project"
@@ -256,7 +256,7 @@ def dead_pid() -> int:
 
 def test_bad_images_are_skipped_counted_and_reported_not_fatal(tmp_path, caplog):
     from dcgan_hf.data import load_cache
-    from dcgan_hf.decoding import decode
+    from dcgan_hf.data.decoding import decode
 
     folder = tmp_path / "faces"
     good = write_images(folder, 6)
@@ -279,7 +279,7 @@ def test_bad_images_are_skipped_counted_and_reported_not_fatal(tmp_path, caplog)
 
 
 def test_training_files_are_read_only_when_regular_and_bounded(tmp_path):
-    from dcgan_hf.decoding import MAX_FILE_BYTES, decode_or_reason, read_file
+    from dcgan_hf.data.decoding import MAX_FILE_BYTES, decode_or_reason, read_file
 
     with open(tmp_path / "huge.png", "wb") as handle:
         handle.truncate(MAX_FILE_BYTES + 1)  # sparse: costs no disk
@@ -292,7 +292,7 @@ def test_training_files_are_read_only_when_regular_and_bounded(tmp_path):
 
 
 def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
-    from dcgan_hf.decoding import decode
+    from dcgan_hf.data.decoding import decode
 
     ramp = np.linspace(0, 65535, 80 * 80).reshape(80, 80).astype(np.uint16)
     Image.fromarray(ramp).save(tmp_path / "wide.png")

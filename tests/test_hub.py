@@ -22,7 +22,9 @@ from huggingface_hub.errors import HfHubHTTPError
 from safetensors.torch import save as safetensors_bytes
 
 from dcgan_hf import Discriminator, Generator, ModelLoadError
-from dcgan_hf.hub import HubPusher, download_folder, load_generator, publish_folder
+from dcgan_hf.hub.client import publish_folder
+from dcgan_hf.hub.loading import download_folder, load_generator
+from dcgan_hf.hub.pusher import HubPusher
 from hub_server import HubServer
 
 SEEDS = [0, 1, 7, 1234]
@@ -259,7 +261,7 @@ def test_failed_attempts_are_retried(
 
 
 def test_a_hub_that_always_fails_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="dcgan_hf.hub")
+    caplog.set_level(logging.WARNING, logger="dcgan_hf.hub.loading")
     folder = saved(make_generator(10), tmp_path / "m")
     with HubServer() as broken, HubServer() as unreachable:
         broken.fail_next(lambda request: True, times=None, status=507)

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from dcgan_hf import Discriminator, Generator, ModelLoadError
-from dcgan_hf.convert import convert, main
-from dcgan_hf.legacy import UnsafeCheckpointError, read_legacy
+from dcgan_hf.legacy.convert import convert, main
+from dcgan_hf.legacy.reader import UnsafeCheckpointError, read_legacy
 
 
 # ── The legacy networks, as their authors wrote them (module-level nz/ngf/nc → arguments) ──

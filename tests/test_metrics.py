@@ -249,7 +249,7 @@ def test_real_images_reject_bad_sources(tmp_path):
 
 def test_a_zip_member_claiming_too_many_bytes_is_refused_unread(tmp_path):
     """Real images are read with the training intake's bound (a zip member's size is read from the archive)."""
-    from dcgan_hf.decoding import MAX_FILE_BYTES
+    from dcgan_hf.data.decoding import MAX_FILE_BYTES
 
     archive = tmp_path / "faces.zip"
     paths = write_pngs(tmp_path / "faces", random_images(2, seed=3))

@@ -37,7 +37,7 @@ def generator(tmp_path_factory: pytest.TempPathFactory) -> Generator:
 
 @pytest.mark.parametrize("kind", ["JPEG", "PNG", "WEBP"])
 def test_photos_are_cropped_and_resized_like_the_training_data(kind: str) -> None:
-    from dcgan_hf.decoding import decode
+    from dcgan_hf.data.decoding import decode
 
     data = encoded(face_like(300, 400), kind, **({"quality": 95} if kind != "PNG" else {}))
     photo = load_photo(data)
@@ -90,7 +90,7 @@ def test_sizes_are_judged_from_the_header_before_decoding() -> None:
 
 def test_uploads_and_training_images_are_judged_by_one_header_check() -> None:
     """The same pixel bound and the same decompression-bomb handling for both; only the shape differs."""
-    from dcgan_hf.decoding import ImageSizeError, decode
+    from dcgan_hf.data.decoding import ImageSizeError, decode
 
     with pytest.raises(ImageSizeError, match="8000×8000 pixels; training images may have at most 40 megapixels"):
         decode(one_bit_png(8000, 8000), 64)
@@ -119,7 +119,7 @@ def test_photos_too_costly_to_decode_whole_are_refused_from_the_header() -> None
 
 @pytest.mark.parametrize("kind, mode", [("PNG", "RGBA"), ("PNG", "P"), ("WEBP", "RGB"), ("JPEG", "RGB")])
 def test_big_photos_are_shrunk_first_and_framed_as_the_full_decode_would(kind: str, mode: str) -> None:
-    from dcgan_hf.decoding import decode
+    from dcgan_hf.data.decoding import decode
 
     image = face_like(1200, 1600)
     data = encoded(image.convert(mode), kind, **({"quality": 95} if kind != "PNG" else {}))

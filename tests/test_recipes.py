@@ -253,7 +253,7 @@ def test_init_from_the_hub(local_hub, tmp_path, faces, published):
 
 def test_a_fresh_clone_can_fine_tune_the_bundled_model_offline(tmp_path, faces):
     """The bundled folder ships its discriminator/, and the card names the repo it is published as."""
-    from dcgan_hf.hub import BUNDLED_MODEL, BUNDLED_REPO_ID
+    from dcgan_hf.hub.loading import BUNDLED_MODEL, BUNDLED_REPO_ID
 
     bundled = Generator.from_pretrained(BUNDLED_MODEL)
     assert (Path(BUNDLED_MODEL) / "discriminator" / "model.safetensors").is_file()

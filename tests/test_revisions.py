@@ -22,7 +22,7 @@ from huggingface_hub import HfApi
 from safetensors.torch import save_file
 
 from dcgan_hf import Generator, ModelLoadError
-from dcgan_hf.hub import ModelSpec
+from dcgan_hf.hub.loading import ModelSpec
 from dcgan_hf.images import grid_image
 from dcgan_hf.revisions import (
     GeneratorLRU,

@@ -33,7 +33,7 @@ from dcgan_hf.completion import (
     psnr,
 )
 from dcgan_hf.directions import Directions, ganspace, parse_edit, sefa
-from dcgan_hf.hub import BUNDLED_MODEL
+from dcgan_hf.hub.loading import BUNDLED_MODEL
 from dcgan_hf.latent import latent, latents
 from dcgan_hf.layout import DIRECTION_NAMES_FILE, DIRECTIONS_FILE
 from dcgan_hf.projection import ProjectionSettings

@@ -425,7 +425,7 @@ def test_a_bad_generator_half_is_skipped_while_the_discriminator_half_applies():
 
 def test_init_from_weights_that_overflow_stops_with_one_error_line_and_writes_nothing(tmp_path):
     """The issue's reproduction: the bundled model with its discriminator scaled up."""
-    from dcgan_hf.hub import BUNDLED_MODEL
+    from dcgan_hf.hub.loading import BUNDLED_MODEL
 
     broken = scaled_copy(BUNDLED_MODEL, tmp_path / "broken", 1e10)
     out = tmp_path / "run"

@@ -100,7 +100,7 @@ def test_the_best_tag_moves_to_each_better_push(local_hub, token, tmp_path):
     """HfApi.delete_tag + create_tag through the project's Hub client: git tags do not move by themselves."""
     from huggingface_hub import HfApi
 
-    from dcgan_hf.hub_client import publish_folder
+    from dcgan_hf.hub.client import publish_folder
 
     api = HfApi(token=token)
     repo = "someone/best-tag"

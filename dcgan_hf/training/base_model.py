@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..hub import BUNDLED_MODEL, BUNDLED_REPO_ID, parse_model_spec
+from ..hub.loading import BUNDLED_MODEL, BUNDLED_REPO_ID, parse_model_spec
 from ..layout import DISCRIMINATOR_DIR
 from ..models import Discriminator, Generator, ModelLoadError
 

@@ -23,7 +23,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .. import epoch_history, images as imaging
-from ..data import DataError, DeviceBatches, ImageCache, load_cache, synthetic_images
+from ..data.cache import load_cache
+from ..data.folders import DeviceBatches, synthetic_images
+from ..data.image_cache import DataError, ImageCache
 from ..files import remove_stale_copies, write_atomic
 from ..finite import NonFiniteError
 from ..layout import BEST_TAG, EMA_COUNTER, TRAINING_STATE_DIR, CheckpointLayout, HubLayout, RunLayout
@@ -37,7 +39,7 @@ from .precision import Arithmetic, Choice, choose, time_steps
 from .step import STATS, GanStep, StepOptions, load_optimizer_state, make_optimizers
 
 if TYPE_CHECKING:  # imported where used: the pusher with --push-to-hub, Inception with --eval-every
-    from ..hub import HubPusher, PushResult
+    from ..hub.pusher import HubPusher, PushResult
     from ..metrics import InceptionFeatures
 
 log = logging.getLogger(__name__)
@@ -376,7 +378,7 @@ def _resume_source(config: TrainConfig, paths: RunLayout) -> Path | None:
                                     f"evaluates with --eval-every)")
         return paths.best
     if config.resume == "hub":
-        from ..hub import download_folder
+        from ..hub.loading import download_folder
 
         folder = download_folder(config.push_to_hub, allow_patterns=[f"{TRAINING_STATE_DIR}/*"])
         return HubLayout(folder).training_state
@@ -737,7 +739,7 @@ def _tensorboard(path: Path) -> Any:
 
 
 def _pusher(config: TrainConfig) -> HubPusher:
-    from ..hub import HubPusher
+    from ..hub.pusher import HubPusher
 
     return HubPusher(config.push_to_hub, private=config.hub_private, base_delay=config.hub_retry_delay,
                      max_delay=max(300.0, config.hub_retry_delay))

@@ -16,8 +16,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..card import fid_kid_rows, memorization_note, quality_rows
-from ..hf_datasets import hub_dataset_id, is_hub_url
+from ..hub.card import fid_kid_rows, memorization_note, quality_rows
+from ..data.hf_datasets import hub_dataset_id, is_hub_url
 from ..files import replace_folder
 from ..layout import DISCRIMINATOR_DIR, METRICS_FILE, PROGRESS_FILE, SAMPLES_FILE, HubLayout
 from ..metrics import MEMORIZATION_FLAG
@@ -172,7 +172,7 @@ def build_hub_folder(
 ) -> Path:
     """(Re)write ``folder`` whole: built beside it, then swapped in.
 
-    ``card`` holds the model card's inputs (see :func:`dcgan_hf.card.render`): ``title``,
+    ``card`` holds the model card's inputs (see :func:`dcgan_hf.hub.card.render`): ``title``,
     ``repo_id`` (the repo it is pushed to, else the card loads from this folder), ``metrics``,
     ``training``, ``datasets`` (Hub dataset ids trained on) and ``base_model`` (the model a run
     was initialised from: a ``user/repo[@rev]`` spec; local folders are left out of the metadata).

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from .layout import DISCRIMINATOR_DIR
+from ..layout import DISCRIMINATOR_DIR
 
 TAGS = ("dcgan", "gan", "unconditional-image-generation", "pytorch")
 TASK = "unconditional-image-generation"

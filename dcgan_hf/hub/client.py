@@ -24,7 +24,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from .errors import ModelLoadError
+from ..errors import ModelLoadError
 
 
 def transport_errors() -> tuple[type[BaseException], ...]:

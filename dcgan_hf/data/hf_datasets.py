@@ -6,11 +6,11 @@
 * a folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``;
 * a folder of parquet files (``load_dataset("parquet")`` layout: ``*.parquet``, ``data/``, split folders);
 * an ``imagefolder`` with a ``metadata.csv|jsonl|parquet`` (any other plain folder of images is
-  read directly by :mod:`dcgan_hf.data`, which gives the same pixels faster).
+  read directly by :mod:`dcgan_hf.data.folders`, which gives the same pixels faster).
 
 The image column is the one whose feature type is ``datasets.Image`` (or ``--image-column``).
-Its encoded bytes are decoded once, with :func:`dcgan_hf.decoding.decode` on all cores, into the
-same uint8 cache files as any other source (:mod:`dcgan_hf.image_cache`). The cache key is the
+Its encoded bytes are decoded once, with :func:`dcgan_hf.data.decoding.decode` on all cores, into the
+same uint8 cache files as any other source (:mod:`dcgan_hf.data.image_cache`). The cache key is the
 Hub commit sha the revision resolves to (a branch that moved is decoded again; an unchanged one,
 or a pinned sha, is reused without loading the dataset at all) or, for a local folder, the
 names, sizes and mtimes of its files. ``datasets`` is an optional dependency (``pip install 'dcgan_hf[datasets]'``), imported
@@ -124,7 +124,7 @@ def _subfolders(folder: Path) -> Iterator[Path]:
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
-    from .hub_client import transport_errors
+    from ..hub.client import transport_errors
 
     return transport_errors()
 
@@ -376,54 +376,41 @@ def check_parquet_rows(folder: Path) -> None:
                                  f"cannot read; rewrite or remove them")
 
 
-def load_cache(
-    data: str | os.PathLike,
-    *,
-    resolution: int = 64,
-    cache_dir: str | os.PathLike | None = None,
-    workers: int | None = None,
-    split: str = "train",
-    image_column: str | None = None,
-    progress: bool = True,
-) -> ImageCache:
-    """Like :func:`dcgan_hf.data.load_cache`, for the dataset sources this module reads."""
-    spec = dataset_spec(data)
-    if spec is None:
-        raise DatasetSourceError(f"{os.fspath(data)} is not a Hub dataset, save_to_disk folder, parquet folder or "
-                                 f"imagefolder")
+def dataset_plan(spec: DatasetSpec, *, resolution: int = 64, split: str = "train",
+                 image_column: str | None = None, progress: bool = True) -> image_cache.CachePlan:
+    """How a datasets source enters the cache; keyed by its revision (Hub) or files, split and column."""
     revision = resolve_revision(spec) if spec.kind == "hub" else None
     label = spec.label if revision is None else f"{HUB_PREFIX}{spec.location}@{revision[:12]}"
     key = cache_key(spec, split=split, image_column=image_column, resolution=resolution, revision=revision)
-    cached = image_cache.reuse(cache_dir, key, unit="rows")
-    if cached is not None:
-        return cached
-    _import_datasets()
-    if spec.kind == "files":
-        check_parquet_rows(Path(spec.location))
-    with _quiet(progress):
-        dataset = load_split(spec, split, revision)
-    where = f"split {split!r} of {label}"
-    if len(dataset) == 0:
-        raise DatasetSourceError(f"{where} is empty")
-    column = find_image_column(dataset.features, image_column, where)
-    records = encoded_images(dataset, column, where)
-    sizes = payload_sizes(records, column)
-    _release_arrow_memory()
-    local = spec.kind != "hub"
-    decoding = image_cache.Decoding(
-        count=len(records),
-        task=lambda start, stop: (_payloads(records, column, sizes, start, stop, local), resolution),
-        worker=_decode_records,
-        name=lambda index: f"row {index}",
-        label=where,
-        unit="rows",
-        spans=task_spans(sizes),
-    )
-    source = spec.label if revision is None else f"{HUB_PREFIX}{spec.location}@{revision}"
-    meta = {"source": source, "kind": f"datasets-{spec.kind}", "revision": revision, "split": split,
-            "image_column": column}
-    return image_cache.build(cache_dir, key, decoding, meta=meta, resolution=resolution, workers=workers,
-                             progress=progress)
+
+    def prepare() -> tuple[image_cache.Decoding, dict[str, Any]]:
+        _import_datasets()
+        if spec.kind == "files":
+            check_parquet_rows(Path(spec.location))
+        with _quiet(progress):
+            dataset = load_split(spec, split, revision)
+        where = f"split {split!r} of {label}"
+        if len(dataset) == 0:
+            raise DatasetSourceError(f"{where} is empty")
+        column = find_image_column(dataset.features, image_column, where)
+        records = encoded_images(dataset, column, where)
+        sizes = payload_sizes(records, column)
+        _release_arrow_memory()
+        local = spec.kind != "hub"
+        decoding = image_cache.Decoding(
+            count=len(records),
+            task=lambda start, stop: (_payloads(records, column, sizes, start, stop, local), resolution),
+            worker=_decode_records,
+            name=lambda index: f"row {index}",
+            label=where,
+            unit="rows",
+            spans=task_spans(sizes),
+        )
+        source = spec.label if revision is None else f"{HUB_PREFIX}{spec.location}@{revision}"
+        return decoding, {"source": source, "kind": f"datasets-{spec.kind}", "revision": revision, "split": split,
+                          "image_column": column}
+
+    return image_cache.CachePlan(key, prepare, unit="rows")
 
 
 def _one_line(error: BaseException) -> str:

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .files import replace_folder
-from .layout import DISCRIMINATOR_DIR, MODEL_FILES, HubLayout
-from .legacy import LegacyCheckpoint, read_legacy
+from ..files import replace_folder
+from ..layout import DISCRIMINATOR_DIR, MODEL_FILES, HubLayout
+from .reader import LegacyCheckpoint, read_legacy
 
 LAYOUT_HELP = """\
 formats: the DCGAN tutorial's {"g_model_state_dict", "d_model_state_dict", "epoch"}
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .hub_client import ensure_repo, publish_folder, transport_errors
+    from ..hub.client import ensure_repo, publish_folder, transport_errors
 
     try:
         check_destination(args.out_dir, overwrite=args.overwrite, sources=[args.src])

@@ -32,8 +32,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import layout
-from .files import remove_stale, write_atomic
+from .. import layout
+from ..files import remove_stale, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,19 @@ class Decoding:
             return list(self.spans)
         chunk = max(1, min(MAX_CHUNK, self.count // (workers * 4)))
         return [(start, min(start + chunk, self.count)) for start in range(0, self.count, chunk)]
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """One source's way into the cache: its key, and the decoding to run only when no cache holds it.
+
+    ``prepare`` may be slow (a Hub dataset is downloaded and opened there), so it runs after
+    :func:`reuse` has missed; it returns the decoding and what the cache's metadata records."""
+
+    key: str
+    prepare: Callable[[], tuple[Decoding, dict[str, Any]]]
+    unit: str = "files"
+    skipped: Sequence[str] = ()
 
 
 def cache_files(cache_dir: str | os.PathLike | None, key: str) -> tuple[Path, Path]:

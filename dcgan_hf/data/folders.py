@@ -1,9 +1,9 @@
 """Training images: folder | zip | CelebA root | a `datasets` dataset → a uint8 cache → device batches.
 
 JPEG decoding is the slow part of a DCGAN epoch, so images are decoded once, in parallel,
-into an (N, 64, 64, 3) uint8 ``.npy`` file that later runs memory-map (:mod:`dcgan_hf.image_cache`).
+into an (N, 64, 64, 3) uint8 ``.npy`` file that later runs memory-map (:mod:`dcgan_hf.data.image_cache`).
 This module finds the files of a folder, zip or CelebA root (``datasets`` sources are
-:mod:`dcgan_hf.hf_datasets`'); on a GPU the whole cache moves to device memory and batches
+:mod:`dcgan_hf.data.hf_datasets`'); on a GPU the whole cache moves to device memory and batches
 are gathered, flipped and normalised there.
 """
 
@@ -16,12 +16,12 @@ import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from . import hf_datasets, image_cache
+from . import image_cache
 from .decoding import MAX_FILE_BYTES, decode_or_reason, read_file
 from .image_cache import CACHE_FORMAT, DataError, ImageCache
 
@@ -190,42 +190,21 @@ def read_image(archive: zipfile.ZipFile | None, root: str | os.PathLike, name: s
     return archive.read(name)
 
 
-def load_cache(
-    path: str | os.PathLike,
-    *,
-    resolution: int = 64,
-    cache_dir: str | os.PathLike | None = None,
-    workers: int | None = None,
-    split: str = "train",
-    progress: bool = True,
-    image_column: str | None = None,
-) -> ImageCache:
-    """Decode ``path`` into the cache (first time), or reuse the cache if the source is unchanged.
-
-    Unreadable or truncated files are skipped, counted and reported, never fatal. Hub datasets
-    (``hf://datasets/…``) and local ``datasets`` folders go through :mod:`dcgan_hf.hf_datasets`.
-    """
-    if hf_datasets.dataset_spec(path) is not None:
-        return hf_datasets.load_cache(path, resolution=resolution, cache_dir=cache_dir, workers=workers, split=split,
-                                      image_column=image_column, progress=progress)
-    if image_column:
-        raise ValueError(f"--image-column applies to datasets sources (hf://datasets/…, parquet, save_to_disk), "
-                         f"not to {path}")
+def folder_plan(path: str | os.PathLike, *, resolution: int = 64, split: str = "train") -> image_cache.CachePlan:
+    """How a folder, zip or CelebA root enters the cache; keyed by its files' names, sizes and times."""
     source = find_images(path, split)
-    fingerprint = source.fingerprint(resolution)
-    cached = image_cache.reuse(cache_dir, fingerprint)
-    if cached is not None:
-        return cached
-    decoding = image_cache.Decoding(
-        count=len(source.names),
-        task=lambda start, stop: (source.kind, str(source.root), source.names[start:stop], resolution),
-        worker=_decode_chunk,
-        name=source.names.__getitem__,
-        label=str(source.root),
-    )
-    meta = {"source": str(source.root), "kind": source.kind}
-    return image_cache.build(cache_dir, fingerprint, decoding, meta=meta, resolution=resolution, workers=workers,
-                             progress=progress, skipped=source.skipped)
+
+    def prepare() -> tuple[image_cache.Decoding, dict[str, Any]]:
+        decoding = image_cache.Decoding(
+            count=len(source.names),
+            task=lambda start, stop: (source.kind, str(source.root), source.names[start:stop], resolution),
+            worker=_decode_chunk,
+            name=source.names.__getitem__,
+            label=str(source.root),
+        )
+        return decoding, {"source": str(source.root), "kind": source.kind}
+
+    return image_cache.CachePlan(source.fingerprint(resolution), prepare, skipped=source.skipped)
 
 
 class DeviceBatches:
