@@ -37,50 +37,16 @@ from .data.decoding import decode_or_reason
 from .devices import resolve_device
 from .files import write_atomic
 from .hub.loading import load_generator
-from .metrics import (MEMORIZATION_FLAG, NEIGHBOURS, EvalDependencyError, FeatureCache, InceptionFeatures, Memorization, fid, kid,
+from .metrics import (NEIGHBOURS, EvalDependencyError, FeatureCache, InceptionFeatures, Memorization, fid, kid,
                       memorization, precision_recall)
 from .models import ModelLoadError
 from .sampling import sample
+from .scores import Scores
 
 IMAGE_SIZE = 64
 
 
-@dataclass(frozen=True)
-class EvalResult:
-    """FID, KID, precision/recall and (with training images) memorization of one evaluation."""
-
-    fid: float
-    kid_mean: float
-    kid_std: float
-    num_generated: int
-    num_real: int
-    seconds: float
-    precision: float | None = None
-    recall: float | None = None
-    memorized: float | None = None  # share of samples nearer a training image than any real (held-out) image
-    memorization_ratio: float | None = None  # median nearest-training distance, samples / held-out images
-    num_train: int | None = None
-
-    @property
-    def memorization_flagged(self) -> bool:
-        """More than :data:`~dcgan_hf.metrics.MEMORIZATION_FLAG` of the samples nearer a training image than any
-        held-out image is: likely copies."""
-        return self.memorized is not None and self.memorized > MEMORIZATION_FLAG
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON ``--json`` writes (these keys, in this order)."""
-        return dataclasses.asdict(self)
-
-    def describe(self) -> str:
-        """One human line, e.g. ``FID 23.41  KID×1000 12.3 ± 1.1  precision 0.71  recall 0.45  (…)``."""
-        parts = [f"FID {self.fid:.2f}", f"KID×1000 {self.kid_mean * 1000:.1f} ± {self.kid_std * 1000:.1f}"]
-        if self.precision is not None and self.recall is not None:
-            parts.append(f"precision {self.precision:.3f}  recall {self.recall:.3f}")
-        if self.memorized is not None and self.memorization_ratio is not None:
-            parts.append(f"memorized {self.memorized:.2%} (NN-distance ratio {self.memorization_ratio:.2f} vs "
-                         f"{self.num_train} training images)" + (" FLAGGED: likely copies of training images"
-                                                                  if self.memorization_flagged else ""))
-        return "  ".join(parts) + f"  ({self.num_generated} generated vs {self.num_real} real, {self.seconds:.0f} s)"
+EvalResult = Scores  # evaluate()'s result: the one evaluation record (dcgan_hf.scores)
 
 
 @dataclass(frozen=True)

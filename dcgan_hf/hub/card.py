@@ -17,6 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ..layout import DISCRIMINATOR_DIR
+from ..scores import METRIC_NAMES
 
 TAGS = ("dcgan", "gan", "unconditional-image-generation", "pytorch")
 TASK = "unconditional-image-generation"
@@ -24,8 +25,6 @@ TASK = "unconditional-image-generation"
 REPO_URL = "https://huggingface.co/spaces/dcgan-hf/dcgan-faces/tree/main"
 DOCS_URL = "https://huggingface.co/spaces/dcgan-hf/dcgan-faces/blob/main/README.md"
 LOCAL_PLACEHOLDER = "path/to/this/folder"
-FEATURES = "InceptionV3 pool3"
-METRIC_NAMES = {"fid": "FID", "kid": "KID ×1000"}
 
 TEMPLATE = """---
 {{ card_data }}
@@ -153,7 +152,7 @@ def render(
     ``repo_id`` is the Hub repo the card is pushed to (the usage snippet loads from it); without
     one the snippet loads from ``local_path``, the folder. ``sample_grid``/``animation`` are paths
     inside the repo (a GIF for the latter); ``metrics`` rows are ``{"name", "value", "protocol"}``
-    (see :func:`fid_kid_rows` for the keys that make them ``model-index`` eval results);
+    (see :meth:`dcgan_hf.scores.Scores.card_rows` for the keys that make them ``model-index`` eval results);
     ``training`` is shown as a two-column table; ``datasets`` (Hub dataset ids trained on) and
     ``base_model`` (the model a run was initialised from, a repo id) go into the metadata.
     ``metric_curve`` (a PNG in the repo) and ``metric_history`` (rows of :func:`history_rows`)
@@ -228,7 +227,7 @@ def base_model_id(spec: str | None) -> str | None:
 def eval_result(row: Mapping[str, Any]) -> EvalResult | None:
     """A metrics row as a model-index entry, when it is FID or KID with a numeric value.
 
-    Rows from :func:`fid_kid_rows` carry ``type``, ``score``, ``dataset`` and ``args``; hand-written
+    Rows from :meth:`~dcgan_hf.scores.Scores.card_rows` carry ``type``, ``score``, ``dataset`` and ``args``; hand-written
     rows (``{"name": "FID", "value": "12.3"}``) are read from their name and the value's number.
     """
     kind = str(row.get("type") or str(row.get("name", "")).split(" ")[0]).lower()
@@ -254,44 +253,6 @@ def eval_result(row: Mapping[str, Any]) -> EvalResult | None:
         metric_config=str(row["protocol"]) if row.get("protocol") else None,
         metric_args=dict(row["args"]) if row.get("args") else None,
     )
-
-
-def fid_kid_rows(
-    *, fid: float, kid_mean: float, kid_std: float, num_generated: int, num_real: int, dataset: str | None = None,
-    epoch: int | None = None, dataset_type: str | None = None,
-) -> list[dict[str, Any]]:
-    """FID and KID as card rows: the table's text and what the model-index needs.
-
-    ``dataset`` names the real images (a Hub dataset id, or a short local path); ``dataset_type``
-    is its Hub id when there is one (default: a slug of ``dataset``).
-    """
-    protocol = f"{num_generated} generated vs {num_real} real images, {FEATURES}" + (
-        f", epoch {epoch}" if epoch is not None else "")
-    common = {"protocol": protocol, "dataset": dataset, "dataset_type": dataset_type,
-              "args": {"num_generated": num_generated, "num_real": num_real, "features": FEATURES}}
-    return [
-        {"name": "FID", "value": f"{fid:.2f}", "type": "fid", "score": float(fid), **common},
-        {"name": METRIC_NAMES["kid"], "value": f"{kid_mean * 1000:.2f} ± {kid_std * 1000:.2f}", "type": "kid",
-         "score": float(kid_mean * 1000), **common,
-         "args": {**common["args"], "kid_std_x1000": round(float(kid_std * 1000), 4)}},
-    ]
-
-
-def quality_rows(
-    *, precision: float | None, recall: float | None, memorized: float | None, memorization_ratio: float | None,
-    num_train: int | None, num_generated: int, num_real: int,
-) -> list[dict[str, Any]]:
-    """Precision/recall and the memorization check as card table rows (not model-index results)."""
-    rows: list[dict[str, Any]] = []
-    protocol = f"{num_generated} generated vs {num_real} real images, {FEATURES}, k = 3"
-    if precision is not None and recall is not None:
-        rows.append({"name": "Precision", "value": f"{precision:.3f}", "protocol": protocol})
-        rows.append({"name": "Recall", "value": f"{recall:.3f}", "protocol": protocol})
-    if memorized is not None and memorization_ratio is not None:
-        rows.append({"name": "Memorization", "value": f"{memorized:.2%} of samples",
-                     "protocol": f"nearer one of {num_train:,} training images than any of the {num_real} held-out "
-                                 f"images is; median distance ratio {memorization_ratio:.2f}"})
-    return rows
 
 
 def memorization_note(memorized: float | None, memorization_ratio: float | None, num_train: int | None,

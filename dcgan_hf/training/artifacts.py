@@ -62,7 +62,7 @@ def plot_losses(history: Sequence[dict[str, float]], path: Path) -> None:
 
 
 def plot_metrics(metrics: Sequence[Any], images_per_step: int, path: Path) -> None:
-    """FID and KID×1000 against images seen, one point per evaluation (``EvalRecord`` rows), as a PNG.
+    """FID and KID×1000 against images seen, one point per evaluation (``Scores`` records), as a PNG.
 
     Evaluations of different protocols (generated/real counts) are separate lines: their
     numbers are not comparable.

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from ..files import remove_stale, replace_folder
 from ..finite import require_all_finite
 from ..layout import CHECKPOINT_PREFIX, CHECKPOINT_STATE, CheckpointLayout, complete_checkpoints
+from ..scores import Scores
 from .watchdog import EpochHealth
 
 PREFIX = CHECKPOINT_PREFIX
@@ -29,34 +30,7 @@ STATE_FILE = CHECKPOINT_STATE  # written last: a folder holding it is a complete
 FORMAT = 1
 
 
-@dataclass(frozen=True)
-class EvalRecord:
-    """One evaluation during training, as ``state.json`` keeps it (these keys, in this order).
-
-    The last five are None in records written before they existed, or when not measured
-    (no training features to compare with); ``to_dict`` leaves None values out.
-    """
-
-    epoch: int
-    step: int
-    fid: float
-    kid_mean: float
-    kid_std: float
-    num_generated: int
-    num_real: int
-    precision: float | None = None  # improved precision (Kynkäänniemi et al. 2019, k = 3)
-    recall: float | None = None
-    memorized: float | None = None  # share of samples closer to a training image than any held-out image is
-    memorization_ratio: float | None = None  # median NN distance to training images: generated / held-out
-    num_train: int | None = None  # training images the memorization check compared with
-
-    @property
-    def protocol(self) -> tuple[int, int]:
-        """What makes two FIDs comparable: generated and real image counts."""
-        return self.num_generated, self.num_real
-
-    def to_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+EvalRecord = Scores  # one evaluation during training, as state.json keeps it (epoch and step set)
 
 
 @dataclass
@@ -83,7 +57,7 @@ class Progress:
     def from_dict(cls, values: dict[str, Any]) -> "Progress":
         """Read :meth:`to_dict`'s JSON back (older checkpoints lack the later keys: their defaults)."""
         try:
-            return cls(**{**values, "metrics": [EvalRecord(**row) for row in values.get("metrics", [])],
+            return cls(**{**values, "metrics": [Scores.from_dict(row) for row in values.get("metrics", [])],
                           "health": [EpochHealth.from_dict(row) for row in values.get("health", [])]})
         except TypeError as error:  # a missing or unknown key
             raise ValueError(f"unreadable progress ({error})") from error

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import contextlib
 import json
 import logging
@@ -691,11 +692,7 @@ def _evaluate(run: Run, progress: checkpoints.Progress, paths: RunLayout, writer
         if config.eval_train_num and len(run.data) >= 2 else None
     result = evaluate(run.published_generator, config.eval_real, num=config.eval_num, extractor=run.extractor,
                       progress=False, train=train)
-    row = checkpoints.EvalRecord(epoch=progress.epoch, step=progress.step, fid=result.fid, kid_mean=result.kid_mean,
-                                 kid_std=result.kid_std, num_generated=result.num_generated,
-                                 num_real=result.num_real, precision=result.precision, recall=result.recall,
-                                 memorized=result.memorized, memorization_ratio=result.memorization_ratio,
-                                 num_train=result.num_train)
+    row = dataclasses.replace(result, epoch=progress.epoch, step=progress.step, seconds=None)
     progress.metrics.append(row)
     log.info("epoch %d: %s", progress.epoch, result.describe())
     if result.memorization_flagged:

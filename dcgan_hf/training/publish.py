@@ -16,12 +16,11 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..hub.card import fid_kid_rows, memorization_note, quality_rows
+from ..hub.card import memorization_note
 from ..data.hf_datasets import hub_dataset_id, is_hub_url
 from ..files import replace_folder
 from ..layout import DISCRIMINATOR_DIR, METRICS_FILE, PROGRESS_FILE, SAMPLES_FILE, HubLayout
-from ..metrics import MEMORIZATION_FLAG
-from .checkpoint import EvalRecord
+from ..scores import MEMORIZATION_FLAG, Scores
 from .config import TrainConfig
 
 
@@ -109,20 +108,12 @@ def training_table(
     return table
 
 
-def metric_rows(metrics: Sequence[EvalRecord], dataset: str | None = None) -> list[dict[str, Any]]:
+def metric_rows(metrics: Sequence[Scores], dataset: str | None = None) -> list[dict[str, Any]]:
     """The latest evaluation as model-card rows (FID/KID also as model-index); ``dataset`` names the real images."""
-    if not metrics:
-        return []
-    last = metrics[-1]
-    return fid_kid_rows(fid=last.fid, kid_mean=last.kid_mean, kid_std=last.kid_std,
-                        num_generated=last.num_generated, num_real=last.num_real, dataset=dataset,
-                        epoch=last.epoch) + quality_rows(
-        precision=last.precision, recall=last.recall, memorized=last.memorized,
-        memorization_ratio=last.memorization_ratio, num_train=last.num_train, num_generated=last.num_generated,
-        num_real=last.num_real)
+    return metrics[-1].card_rows(dataset) if metrics else []
 
 
-def history_rows(metrics: Sequence[EvalRecord], images_per_step: int) -> list[dict[str, str]]:
+def history_rows(metrics: Sequence[Scores], images_per_step: int) -> list[dict[str, str]]:
     """Every evaluation of the run (resumes included) as rows of the card's table."""
     def number(value: float | None, pattern: str) -> str:
         return "" if value is None else format(value, pattern)
