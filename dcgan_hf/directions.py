@@ -39,7 +39,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from .errors import ModelLoadError
+from .persistence import read_safetensors_header
 from .layout import DIRECTION_NAMES_FILE, DIRECTIONS_FILE
+from .sampling import eval_mode
 
 DEFAULT_COUNT = 10  # directions a model ships with: the ones that carry most of the first layer's energy
 MAX_DIRECTIONS = 64  # a file may hold at most this many (and at most nz)
@@ -269,8 +271,6 @@ def ganspace(
     The latents come from their own ``torch.Generator(seed)``; the activations are those of
     ``main[:3]`` (transposed convolution, BatchNorm in eval mode, ReLU).
     """
-    from .sampling import eval_mode  # sampling imports the models, which import this module
-
     nz = generator.nz
     count = _check_count(min(DEFAULT_COUNT, nz) if count is None else count, nz)
     if not count < samples <= 65_536:
@@ -373,8 +373,6 @@ def load_files(tensor_path: Path | None, names_path: Path | None, nz: int, label
 
 
 def _read_vectors(path: Path, nz: int, label: str) -> torch.Tensor:
-    from .models import read_safetensors_header  # models imports this module
-
     size = path.stat().st_size
     if size > DIRECTIONS_MAX_BYTES:
         raise ModelLoadError(f"{label} is {size:,} bytes; directions take at most {DIRECTIONS_MAX_BYTES:,}")

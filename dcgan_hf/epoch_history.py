@@ -26,7 +26,8 @@ from safetensors.torch import load_file, save
 from .errors import ModelLoadError
 from .files import write_atomic
 from .finite import require_finite
-from .models import CONFIG_MAX_BYTES, Generator, read_safetensors_header
+from .models import Generator
+from .persistence import CONFIG_MAX_BYTES, read_safetensors_header
 
 FORMAT = "dcgan_hf-epoch-generator/1"
 HISTORY_DIR = "history"

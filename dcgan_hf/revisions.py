@@ -33,7 +33,9 @@ from . import bounded_json, epoch_history
 from .hub.loading import ModelSpec
 from .hub.client import download_file, hub_errors
 from .layout import EMA_COUNTER, CheckpointLayout, RunLayout, complete_checkpoints, run_folder
-from .models import Generator, ModelLoadError, read_safetensors_header
+from .errors import ModelLoadError
+from .models import Generator
+from .persistence import read_safetensors_header
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,9 @@ from typing import Any
 
 import torch
 
-from ..models import Discriminator, Generator, ModelLoadError, check_size
+from ..errors import ModelLoadError
+from ..models import Discriminator, Generator
+from ..persistence import check_size
 
 TUTORIAL_KEYS = ("g_model_state_dict", "d_model_state_dict")
 EXAMPLES_NAME = re.compile(r"net(?P<net>[GD])_epoch_(?P<epoch>\d+)\.pth")

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
-from ..models import SIZE_LIMITS
+from ..persistence import SIZE_LIMITS
 
 
 MAX_RETRY_DELAY = 3600.0  # seconds; the pusher doubles it per attempt up to max(300, this)
