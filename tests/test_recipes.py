@@ -309,7 +309,7 @@ def test_a_checkpoint_from_before_r1_was_the_default_keeps_meaning_no_r1(tmp_pat
 
     with pytest.raises(ResumeMismatch, match="--r1-gamma: 0.0 in the checkpoint, 0.1 now"):  # not None: R1 was off
         train(tiny_config(tmp_path, faces, max_steps=4, resume="latest", r1_gamma=0.1))
-    with caplog.at_level(logging.WARNING, logger="dcgan_hf.training.loop"):
+    with caplog.at_level(logging.WARNING, logger="dcgan_hf.training"):
         train(tiny_config(tmp_path, faces, max_steps=4, resume="latest", r1_gamma=0.1, allow_changes=True))
     assert "with changes (--allow-changes): --r1-gamma: 0.0 in the checkpoint, 0.1 now" in caplog.text
     assert "R1 switched on in a run trained without it" in caplog.text

@@ -189,7 +189,7 @@ def test_resuming_a_finished_run_rebuilds_its_hub_folder(tmp_path, faces):
     (4, (4, 0, 24), False, False, False, (True, True, True, True)),  # a finished run resumed: rebuilt
 ])
 def test_end_of_epoch_decisions(epochs, where, done, stopping, evaluated, expected):
-    from dcgan_hf.training.loop import EpochEnd, _epoch_end
+    from dcgan_hf.training.epoch_end import EpochEnd, epoch_end as _epoch_end
 
     config = TrainConfig(data="x", epochs=epochs, eval_every=2, eval_real="y", checkpoint_every=2, hub_every=1,
                          max_steps=8 if where == (1, 2, 8) else 0)
@@ -573,7 +573,7 @@ def test_on_collapse_warn_keeps_training(tmp_path, faces, caplog):
 
     first = train(tiny_config(tmp_path, faces, epochs=2))
     zero_last_generator_layer(first.checkpoint)
-    with caplog.at_level(logging.WARNING, logger="dcgan_hf.training.loop"):
+    with caplog.at_level(logging.WARNING, logger="dcgan_hf.training"):
         result = train(tiny_config(tmp_path, faces, epochs=3, resume="latest", on_collapse="warn"))
     assert result.progress.epoch == 3 and result.stopped is None and result.checkpoint.name == "checkpoint-000000018"
     assert result.progress.health[2].tripped and "epoch 3 looks collapsed" in caplog.text
@@ -743,7 +743,7 @@ def test_resuming_an_earlier_checkpoint_sets_the_later_ones_aside(tmp_path, face
     first = train(tiny_config(tmp_path, faces, epochs=3))
     run = Path(first.output_dir)
     earliest, *later = checkpoints.list_checkpoints(run / "checkpoints")
-    with caplog.at_level(logging.WARNING, logger="dcgan_hf.training.loop"):
+    with caplog.at_level(logging.WARNING, logger="dcgan_hf.training"):
         again = train(tiny_config(tmp_path, faces, epochs=2, resume=str(earliest)))
     assert again.progress.step == 12 and "moved the 2 later checkpoint(s)" in caplog.text
     assert sorted(p.name for p in (run / "abandoned").iterdir()) == [p.name for p in later]  # kept, never deleted
