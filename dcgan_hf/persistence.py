@@ -146,7 +146,16 @@ class HubModel(nn.Module):
         (save_directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         state = {key: value.detach().cpu().contiguous() for key, value in self.state_dict().items()}
         # safetensors.save_file creates 0600 files; written bytes follow the umask like any other file
-        (save_directory / WEIGHTS_FILE).write_bytes(save(state, metadata={"format": "pt"}))
+        (save_directory / WEIGHTS_FILE).write_bytes(save(state, metadata=self.weights_metadata()))
+
+    def weights_metadata(self) -> dict[str, str]:
+        """What the weights file says about itself (safetensors metadata: strings only): a file found on
+        its own still names its architecture and the library that wrote it. Loading never trusts it:
+        config.json and the tensors' shapes decide."""
+        from . import __version__
+
+        return {"format": "pt", "model_type": self.model_type, "library": "dcgan_hf", "library_version": __version__,
+                **{key: str(value) for key, value in self.config.items()}}
 
     @classmethod
     def config_from_dict(cls, config: dict[str, Any], source: str = "config") -> dict[str, int]:

@@ -189,3 +189,26 @@ def test_a_run_card_shows_every_evaluation_as_a_curve_and_a_table(tmp_path):
     bare = publish.build_hub_folder(tmp_path / "bare", generator=Generator(ngf=8), discriminator=Discriminator(ndf=8),
                                     checkpoint=None, tensorboard_dir=None, extras={}, card=card)
     assert "](fid.png)" not in (bare / "README.md").read_text()  # no picture promised that is not there
+
+
+def test_the_card_shows_its_samples_in_the_hubs_gallery_and_the_weights_name_their_architecture(tmp_path):
+    """Read back with huggingface_hub's own parsers, as the Hub reads them."""
+    import huggingface_hub
+    from safetensors import safe_open
+
+    import dcgan_hf
+
+    folder = tmp_path / "g"
+    Generator(nz=16, ngf=8).save_pretrained(folder, model_card_kwargs={
+        "sample_grid": "samples.png", "animation": "progress.gif", "animation_caption": "Training progress"})
+    card = ModelCard.load(folder / "README.md")
+    widget = [{"text": "Samples from this model", "output": {"url": "samples.png"}},
+              {"text": "Training progress", "output": {"url": "progress.gif"}}]
+    assert card.data.widget == widget and huggingface_hub.metadata_load(folder / "README.md")["widget"] == widget
+    assert "<Gallery />" in card.text and card.data.pipeline_tag == "unconditional-image-generation"
+    with safe_open(folder / "model.safetensors", framework="pt") as weights:
+        assert weights.metadata() == {"format": "pt", "model_type": "dcgan-generator", "library": "dcgan_hf",
+                                      "library_version": dcgan_hf.__version__, "nz": "16", "ngf": "8", "nc": "3"}
+    Generator(ngf=8).save_pretrained(tmp_path / "plain")
+    plain = ModelCard.load(tmp_path / "plain" / "README.md")
+    assert "widget" not in plain.data.to_dict() and "<Gallery />" not in plain.text  # no images, no empty gallery

@@ -35,7 +35,9 @@ TEMPLATE = """---
 A DCGAN {{ model_kind }} ([Radford et al., 2015]({{ paper_url }})) for 64×64 {{ "RGB" if config.nc == 3 else "single-channel" if config.nc == 1 else config.nc ~ "-channel" }} images,
 saved with the `dcgan_hf` library as `config.json` + `model.safetensors`.
 
-{% if sample_grid %}![Samples from this model]({{ sample_grid }})
+{% if gallery %}<Gallery />
+
+{% endif %}{% if sample_grid %}![Samples from this model]({{ sample_grid }})
 {% endif %}{% if animation %}
 ![{{ animation_caption | default("Animation", true) }}]({{ animation }})
 {% endif %}
@@ -161,9 +163,11 @@ def render(
     info = type(model)._hub_mixin_info
     rows = [dict(row) for row in metrics]
     name = repo_id or title or f"dcgan-64-{type(model).__name__.lower()}"
+    gallery = gallery_items(sample_grid, animation, animation_caption)
     return ModelCard.from_template(
         card_data=card_data(info.model_card_data, model_name=name, rows=rows, datasets=datasets,
-                            base_model=base_model),
+                            base_model=base_model, gallery=gallery),
+        gallery=gallery,
         template_str=info.model_card_template,
         title=title,
         model_kind="generator" if type(model).__name__ == "Generator" else "discriminator",
@@ -194,9 +198,13 @@ def card_data(
     rows: Sequence[Mapping[str, Any]] = (),
     datasets: Sequence[str] | str | None = None,
     base_model: str | None = None,
+    gallery: Sequence[Mapping[str, Any]] = (),
 ) -> ModelCardData:
-    """The class's metadata plus this card's: datasets, base model and model-index eval results."""
+    """The class's metadata plus this card's: datasets, base model, model-index eval results, and the
+    ``widget`` entries the Hub's ``<Gallery />`` component shows (the sample images)."""
     data = base.to_dict()
+    if gallery:
+        data["widget"] = [dict(item) for item in gallery]
     if datasets:
         data["datasets"] = [datasets] if isinstance(datasets, str) else list(datasets)
     if base_model_id(base_model):
@@ -207,6 +215,18 @@ def card_data(
         data["model_name"] = model_name
         data["eval_results"] = results
     return ModelCardData(**data)
+
+
+def gallery_items(sample_grid: str | None, animation: str | None,
+                  animation_caption: str | None = None) -> list[dict[str, Any]]:
+    """The card's images as ``widget`` entries (``text`` + ``output.url``, a path in the repo): what the
+    Hub's ``<Gallery />`` card component renders on the model page."""
+    items = []
+    if sample_grid:
+        items.append({"text": "Samples from this model", "output": {"url": sample_grid}})
+    if animation:
+        items.append({"text": animation_caption or "Animation", "output": {"url": animation}})
+    return items
 
 
 def base_model_id(spec: str | None) -> str | None:
