@@ -52,7 +52,7 @@ from starlette.middleware import Middleware
 import numpy as np
 import torch
 
-from dcgan_hf import images as imaging, latent_token, photos
+from dcgan_hf import gpu_time, images as imaging, latent_token, photos
 from dcgan_hf.api_calls import ApiShapes
 from dcgan_hf.arithmetic import figure as arithmetic_figure
 from dcgan_hf.completion import PRESET_BOXES, PRESET_LABELS, PRESETS, parse_mask, psnr
@@ -63,6 +63,7 @@ from dcgan_hf.page_checks import query_checks
 from dcgan_hf.page_state import KEYS, PageState, parse_query, query_defaults
 from dcgan_hf.serving import (
     MAX_FRAMES,
+    MAX_GIF_REVISIONS,
     MAX_IMAGES,
     METHODS,
     MIN_FRAMES,
@@ -73,6 +74,7 @@ from dcgan_hf.serving import (
     check_seed_input,
     check_truncation,
     check_whole_number,
+    evenly_spaced,
     parse_seed_list,
     random_seed,
 )
@@ -94,13 +96,6 @@ logger = logging.getLogger("app")
 CONCURRENCY_LIMIT = 4  # requests in flight at once; they share one inference worker
 MAX_QUEUE = 64  # waiting requests beyond this are turned away with "queue full"
 UI_CONCURRENCY = 8  # page-only events (tile clicks, tab switches): no model work
-# spaces.GPU durations (s), sized from each call's worst case measured on the 2-vCPU CPU box
-# (bench/RESULTS.md §9: 0.2 / 0.65 / 3.1 / 2.9 s; §13: an edit, the largest arithmetic or a
-# 30-frame sweep ≤ 1.4 s, a completion stops at 4.5 s like a projection), ×3 and at least 10 s
-# for the GPU's start-up in a fresh ZeroGPU process; the Training GIF may first download up to
-# 60 revisions.
-# ZeroGPU schedules short durations first, so these stay as small as is safe.
-GPU_SECONDS = {"generate": 10, "interpolate": 10, "project": 15, "training": 60, "edit": 10, "complete": 15}
 CSS = """
 #gif img, #walk-preview img, #larger img, #reconstruction img, #training-grid img, #training-gif img
   { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
@@ -128,9 +123,16 @@ INTERPOLATE_EXAMPLES = (
 )
 
 
-def on_gpu(fn: Callable[..., T], kind: str) -> Callable[..., T]:
-    """``spaces.GPU(duration=…)`` when the package is there (a no-op off ZeroGPU), else ``fn`` itself."""
-    return spaces.GPU(duration=GPU_SECONDS[kind])(fn) if spaces is not None else fn
+def on_gpu(fn: Callable[..., T], duration: gpu_time.Duration) -> Callable[..., T]:
+    """``spaces.GPU(duration=…)`` when the package is there (a no-op off ZeroGPU), else ``fn`` itself.
+
+    ``duration`` is a callable of the call's arguments (dcgan_hf.gpu_time): each call asks for
+    the GPU time it needs, not one flat worst case."""
+    return spaces.GPU(duration=duration)(fn) if spaces is not None else fn
+
+
+def gpu_durations(server: ModelServer) -> dict[str, gpu_time.Duration]:
+    return gpu_time.durations(server.history, lambda history: evenly_spaced(history.revisions, MAX_GIF_REVISIONS))
 
 
 def messages(fn: Callable[..., T]) -> Callable[..., T]:
@@ -198,11 +200,12 @@ class Demo:
         self.files = OutputFolder(output_dir)
         self.uploads = uploads  # the photos the upload route stored: only these are read and deleted
         self.nz = server.generator.nz
-        self.render_grid = on_gpu(server.generate, "generate")
-        self.render_path = on_gpu(server.interpolate, "interpolate")
-        self.render_projection = on_gpu(server.project, "project")
-        self.render_epoch = on_gpu(server.training_grid, "training")
-        self.render_epochs = on_gpu(server.training_walk, "training")
+        seconds = gpu_durations(server)
+        self.render_grid = on_gpu(server.generate, seconds["generate"])
+        self.render_path = on_gpu(server.interpolate, seconds["interpolate"])
+        self.render_projection = on_gpu(server.project, seconds["project"])
+        self.render_epoch = on_gpu(server.training_grid, seconds["training_grid"])
+        self.render_epochs = on_gpu(server.training_walk, seconds["training_walk"])
 
     # -- the API (public endpoints, also MCP tools) ---------------------------------------------
 
@@ -465,12 +468,13 @@ class SteeringHandlers:
         self.server, self.files, self.uploads = server, files, uploads
         self.nz = server.generator.nz
         self.directions = server.directions
-        self.render_edit = on_gpu(server.edit, "edit")
-        self.render_sweep = on_gpu(server.sweep, "edit")
-        self.render_arithmetic = on_gpu(server.arithmetic, "edit")
-        self.render_completion = on_gpu(server.complete, "complete")
-        self.walk_latent = on_gpu(server.walk_latent, "edit")
-        self.render_grid = on_gpu(server.generate, "generate")
+        seconds = gpu_durations(server)
+        self.render_edit = on_gpu(server.edit, seconds["edit"])
+        self.render_sweep = on_gpu(server.sweep, seconds["edit"])
+        self.render_arithmetic = on_gpu(server.arithmetic, seconds["edit"])
+        self.render_completion = on_gpu(server.complete, seconds["complete"])
+        self.walk_latent = on_gpu(server.walk_latent, seconds["edit"])
+        self.render_grid = on_gpu(server.generate, seconds["generate"])
 
     @property
     def slider_count(self) -> int:
@@ -1407,6 +1411,10 @@ def launch_options(demo: gr.Blocks, mcp: bool, settings: GuardSettings, uploads:
         run_history=False,
         mcp_server=mcp,
         show_error=False,
+        # Spaces turn server-side rendering on by default (Gradio ≥ 5): it needs Node in the Space, is
+        # known to break gradio_client calls into ZeroGPU Spaces, and our page scripts (URL state, the
+        # brush, the first paint) and the route guard were built and tested on the client-rendered page
+        ssr_mode=False,
     )
 
 

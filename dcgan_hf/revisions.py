@@ -231,6 +231,11 @@ class GeneratorLRU:
         with self._lock:
             return len(self._items)
 
+    def __contains__(self, revision: object) -> bool:
+        """Whether ``revision`` is loaded now (a ZeroGPU call that must load it asks for more time)."""
+        with self._lock:
+            return revision in self._items
+
 
 def model_bytes(generator: Generator) -> int:
     """Bytes of a generator's weights and buffers: what one LRU entry holds."""

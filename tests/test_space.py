@@ -72,14 +72,15 @@ def test_the_requirements_install_on_a_space() -> None:
     assert "mcp" not in needed  # optional: the [mcp] extra / requirements-test.txt
 
 
-def test_every_model_call_is_wrapped_with_its_gpu_duration(tmp_path: Path) -> None:
+def test_every_model_call_is_wrapped_with_a_duration_that_fits_it(tmp_path: Path) -> None:
+    """The stub is called the way ZeroGPU calls a duration: with the call's own arguments."""
     stub = tmp_path / "stub" / "spaces"
     stub.mkdir(parents=True)
     (stub / "__init__.py").write_text(
-        "CALLS = []\n"
+        "CALLS = {}\n"
         "def GPU(task=None, *, duration=60):\n"
         "    def wrap(fn):\n"
-        "        CALLS.append((getattr(fn, '__name__', repr(fn)), duration))\n"
+        "        CALLS[getattr(fn, '__name__', repr(fn))] = duration\n"
         "        return fn\n"
         "    return wrap(task) if callable(task) else wrap\n"
     )
@@ -88,17 +89,37 @@ def test_every_model_call_is_wrapped_with_its_gpu_duration(tmp_path: Path) -> No
         "import json, spaces, app\n"
         "from dcgan_hf.serving import ModelServer\n"
         f"server = ModelServer.start({str(model)!r}, device='cpu')\n"
-        f"app.build_demo(server, {str(tmp_path / 'out')!r})\n"
+        f"demo = app.build_demo(server, {str(tmp_path / 'out')!r})\n"
         "server.close()\n"
-        "print(json.dumps({'calls': spaces.CALLS, 'seconds': app.GPU_SECONDS}))\n"
+        "args = {'training_grid': (3, [0, 1], 1.0), 'training_walk': (7, 1.0)}\n"
+        "print(json.dumps({name: duration(*args.get(name, (None,))) for name, duration in spaces.CALLS.items()}))\n"
+        "options = app.launch_options(demo, False, app.GuardSettings(), app.UploadLedger())\n"
+        "print(json.dumps({'ssr_mode': options['ssr_mode']}))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": f"{stub.parent}:{ROOT}"})
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    calls, seconds = dict(report["calls"]), report["seconds"]
-    assert calls == {"generate": seconds["generate"], "interpolate": seconds["interpolate"],
-                     "project": seconds["project"], "training_grid": seconds["training"],
-                     "training_walk": seconds["training"], "edit": seconds["edit"], "sweep": seconds["edit"],
-                     "arithmetic": seconds["edit"], "walk_latent": seconds["edit"], "complete": seconds["complete"]}
-    assert all(isinstance(value, int) and 1 <= value <= 120 for value in seconds.values())
+    *_, durations, options = result.stdout.strip().splitlines()
+    assert json.loads(options) == {"ssr_mode": False}  # pinned: see app.launch_options
+    seconds = json.loads(durations)
+    assert seconds == {"generate": 10, "interpolate": 10, "project": 15, "training_grid": 10, "training_walk": 10,
+                       "edit": 10, "sweep": 10, "arithmetic": 10, "walk_latent": 10, "complete": 15}
+
+
+def test_training_tab_calls_ask_for_time_only_for_the_generators_they_must_load() -> None:
+    from dcgan_hf import Generator, gpu_time
+    from dcgan_hf.revisions import TrainingHistory, TrainingRevision
+
+    revisions = [TrainingRevision(epoch=epoch, source=f"run/epoch-{epoch}") for epoch in range(1, 41)]
+    history = TrainingHistory.of(revisions, "run", capacity=4, load=lambda revision: Generator(nz=8, ngf=8))
+    every = gpu_time.durations(history, lambda h: list(h.revisions))
+    assert every["training_walk"](0, 1.0) == gpu_time.START_S + 40 * gpu_time.LOAD_S  # nothing loaded yet: 90 s
+    assert every["training_grid"](5, [0], 1.0) == gpu_time.START_S + gpu_time.LOAD_S
+    for revision in revisions[-4:]:
+        history.generator(revision)
+    assert every["training_grid"](40, [0], 1.0) == gpu_time.START_S  # in memory: no load to wait for
+    assert every["training_walk"](0, 1.0) == gpu_time.START_S + 36 * gpu_time.LOAD_S
+    assert every["training_grid"](10**9, [0], 1.0) == gpu_time.START_S  # the last epoch before it
+    many = [TrainingRevision(epoch=epoch, source=f"run/epoch-{epoch}") for epoch in range(1, 301)]
+    huge = TrainingHistory.of(many, "run", load=lambda revision: Generator(nz=8, ngf=8))
+    assert gpu_time.durations(huge, lambda h: list(h.revisions))["training_walk"](0, 1.0) == gpu_time.MAX_S
