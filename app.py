@@ -52,15 +52,16 @@ from starlette.middleware import Middleware
 import numpy as np
 import torch
 
-from dcgan_hf import gpu_time, images as imaging, latent_token, photos
-from dcgan_hf.api_calls import ApiShapes
+from dcgan_hf.serving import gpu_time
+from dcgan_hf import images as imaging, latent_token, photos
+from dcgan_hf.serving.api_calls import ApiShapes
 from dcgan_hf.arithmetic import figure as arithmetic_figure
 from dcgan_hf.completion import PRESET_BOXES, PRESET_LABELS, PRESETS, parse_mask, psnr
 from dcgan_hf.directions import MAX_AMOUNT, check_amount, format_edit
 from dcgan_hf.hub.loading import BUNDLED_MODEL
 from dcgan_hf.models import ModelLoadError
-from dcgan_hf.page_checks import query_checks
-from dcgan_hf.page_state import KEYS, PageState, parse_query, query_defaults
+from dcgan_hf.serving.page_checks import query_checks
+from dcgan_hf.serving.page_state import KEYS, PageState, parse_query, query_defaults
 from dcgan_hf.serving import (
     MAX_FRAMES,
     MAX_GIF_REVISIONS,
@@ -78,8 +79,8 @@ from dcgan_hf.serving import (
     parse_seed_list,
     random_seed,
 )
-from dcgan_hf.route_guard import GuardSettings, RouteGuard
-from dcgan_hf.steering import (
+from dcgan_hf.serving.route_guard import GuardSettings, RouteGuard
+from dcgan_hf.serving.steering import (
     MAX_GROUP_SEEDS,
     ArithmeticRequest,
     CompletionRequest,
@@ -88,7 +89,7 @@ from dcgan_hf.steering import (
     SweepRequest,
     mask_label,
 )
-from dcgan_hf.uploads import UploadLedger, discard
+from dcgan_hf.serving.uploads import UploadLedger, discard
 
 T = TypeVar("T")
 logger = logging.getLogger("app")
@@ -126,7 +127,7 @@ INTERPOLATE_EXAMPLES = (
 def on_gpu(fn: Callable[..., T], duration: gpu_time.Duration) -> Callable[..., T]:
     """``spaces.GPU(duration=…)`` when the package is there (a no-op off ZeroGPU), else ``fn`` itself.
 
-    ``duration`` is a callable of the call's arguments (dcgan_hf.gpu_time): each call asks for
+    ``duration`` is a callable of the call's arguments (dcgan_hf.serving.gpu_time): each call asks for
     the GPU time it needs, not one flat worst case."""
     return spaces.GPU(duration=duration)(fn) if spaces is not None else fn
 
@@ -383,7 +384,7 @@ class Demo:
                 tiles, seeds, grid)
 
     def query_checks(self) -> dict[str, Callable[[Any], Any]]:
-        """The form's own validators, applied to a link's values (dcgan_hf.page_checks)."""
+        """The form's own validators, applied to a link's values (dcgan_hf.serving.page_checks)."""
         history = self.server.history
         return query_checks(nz=self.nz, directions=self.server.directions,
                             epochs=None if history is None else history.epochs)
@@ -426,7 +427,7 @@ def grid_digest(seeds: Sequence[int]) -> str:
 
 
 def claimed_upload(photo: object, uploads: UploadLedger) -> Path:
-    """The uploaded file behind a FileData value, claimed from the ledger of uploads (see dcgan_hf.uploads)."""
+    """The uploaded file behind a FileData value, claimed from the ledger of uploads (see dcgan_hf.serving.uploads)."""
     if photo is None:
         raise ValueError(f"upload a photo first ({photos.ACCEPTED}, at most {photos.MAX_BYTES // 2**20} MB)")
     path = photo.get("path") if isinstance(photo, dict) else None
@@ -444,7 +445,7 @@ def gradio_cache_dir() -> Path:
     return Path(gradio_utils.get_upload_folder()).resolve()
 
 
-# -- steering: Edit, Arithmetic and Complete tabs (dcgan_hf.steering checks, dcgan_hf.serving runs) --------
+# -- steering: Edit, Arithmetic and Complete tabs (dcgan_hf.serving.steering checks, dcgan_hf.serving runs) --------
 
 MAX_SLIDERS = 12  # directions with a slider on the page; the API takes every direction the model has
 EDIT_FIELDS = ["edit_seed", "edit_truncation", "edit_latent", "edit", "sweep_direction"]
@@ -462,7 +463,7 @@ def face_data_uri(image: Any) -> str:
 
 class SteeringHandlers:
     """Edits along the model's directions, face arithmetic and completion: API endpoints (also MCP
-    tools) and the page's handlers. Every value is checked by dcgan_hf.steering."""
+    tools) and the page's handlers. Every value is checked by dcgan_hf.serving.steering."""
 
     def __init__(self, server: ModelServer, files: OutputFolder, uploads: UploadLedger) -> None:
         self.server, self.files, self.uploads = server, files, uploads

@@ -47,7 +47,7 @@ from dcgan_hf.images import grid_image, to_float  # noqa: E402
 from dcgan_hf.latent import latents  # noqa: E402
 from dcgan_hf.photos import photo_from_file  # noqa: E402
 from dcgan_hf.serving import GenerateRequest, ModelServer, ThreadPolicy  # noqa: E402
-from dcgan_hf.steering import (  # noqa: E402
+from dcgan_hf.serving.steering import (  # noqa: E402
     MAX_SWEEP_FRAMES,
     ArithmeticRequest,
     CompletionRequest,

@@ -33,7 +33,7 @@ from .models import Generator
 from .photos import photo_from_file
 from .sampling import interpolate, interpolation_gif, render, sample, sample_latents
 from .serving import find_discriminator
-from .steering import MAX_SWEEP_FRAMES, MIN_SWEEP_FRAMES, ArithmeticRequest
+from .serving.steering import MAX_SWEEP_FRAMES, MIN_SWEEP_FRAMES, ArithmeticRequest
 
 MAX_STEER_SEEDS = 64  # faces swept or completed in one command (a sweep draws frames × seeds)
 MAX_COMPLETIONS = 16  # each takes ~2 s on a CPU

@@ -24,6 +24,11 @@ MOVED = {
     "hub_client": "hub.client",
     "card": "hub.card",
     "convert": "legacy.convert",
+    "steering": "serving.steering",
+    "page_state": "serving.page_state",
+    "route_guard": "serving.route_guard",
+    "uploads": "serving.uploads",
+    "api_calls": "serving.api_calls",
 }
 
 

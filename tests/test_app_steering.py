@@ -27,7 +27,7 @@ from dcgan_hf import Generator, latent_token, render, sample
 from dcgan_hf.arithmetic import figure as arithmetic_figure
 from dcgan_hf.completion import encode_mask, preset_mask
 from dcgan_hf.images import gif_frame_count, grid_image
-from dcgan_hf.steering import ArithmeticRequest
+from dcgan_hf.serving.steering import ArithmeticRequest
 from test_app import AppProcess, client_for, expected_grid, make_model_folder, pixels, start_app, write_photo
 from test_app_hardening import read_call
 
@@ -186,8 +186,8 @@ def test_a_50_mb_brushed_mask_is_refused_before_it_is_read(app: AppProcess, clie
 
 
 def test_links_carry_the_steering_tabs_state_checked_like_the_forms(generator: Generator) -> None:
-    from app import steering_checks
-    from dcgan_hf.page_state import PageState, parse_query
+    from dcgan_hf.serving.page_checks import steering_checks
+    from dcgan_hf.serving.page_state import PageState, parse_query
 
     checks = steering_checks(generator.directions, 100)
     brushed = torch.zeros(64, 64, dtype=torch.bool)

@@ -22,8 +22,8 @@ from dcgan_hf import Generator, check_truncation, latent_token, latents, parse_s
 from dcgan_hf.__main__ import main as cli_main
 from dcgan_hf.latent import MAX_SEEDS
 from dcgan_hf.serving import MAX_KEYFRAMES, ModelServer, OutputFolder
-from dcgan_hf.steering import MAX_GROUP_SEEDS
-from dcgan_hf.uploads import UploadLedger, UploadPolicy
+from dcgan_hf.serving.steering import MAX_GROUP_SEEDS
+from dcgan_hf.serving.uploads import UploadLedger, UploadPolicy
 from test_app import expected_strip, make_model_folder, pixels
 
 GOOD = [

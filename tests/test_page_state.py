@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from dcgan_hf import Directions, latent_token
-from dcgan_hf.page_checks import query_checks
-from dcgan_hf.page_state import KEYS, MAX_KEYS, MAX_VALUE_CHARS, PageState, parse_query, query_defaults
+from dcgan_hf.serving.page_checks import query_checks
+from dcgan_hf.serving.page_state import KEYS, MAX_KEYS, MAX_VALUE_CHARS, PageState, parse_query, query_defaults
 
 # the app's own checks (Demo.query_checks hands parse_query this dictionary), for a model with nz=100,
 # two named directions and a training run with epochs 1-3

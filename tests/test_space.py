@@ -107,7 +107,8 @@ def test_every_model_call_is_wrapped_with_a_duration_that_fits_it(tmp_path: Path
 
 
 def test_training_tab_calls_ask_for_time_only_for_the_generators_they_must_load() -> None:
-    from dcgan_hf import Generator, gpu_time
+    from dcgan_hf import Generator
+    from dcgan_hf.serving import gpu_time
     from dcgan_hf.revisions import TrainingHistory, TrainingRevision
 
     revisions = [TrainingRevision(epoch=epoch, source=f"run/epoch-{epoch}") for epoch in range(1, 41)]

@@ -37,7 +37,7 @@ from dcgan_hf.hub.loading import BUNDLED_MODEL
 from dcgan_hf.latent import latent, latents
 from dcgan_hf.layout import DIRECTION_NAMES_FILE, DIRECTIONS_FILE
 from dcgan_hf.projection import ProjectionSettings
-from dcgan_hf.steering import ArithmeticRequest, CompletionRequest, EditRequest, SweepRequest
+from dcgan_hf.serving.steering import ArithmeticRequest, CompletionRequest, EditRequest, SweepRequest
 from hub_server import HubServer
 from test_app import make_model_folder
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dcgan_hf.route_guard import GuardSettings, RouteGuard, client_address
-from dcgan_hf.uploads import UploadLedger, UploadPolicy, UploadRefused, file_parts, rebuild_upload
+from dcgan_hf.serving.route_guard import GuardSettings, RouteGuard, client_address
+from dcgan_hf.serving.uploads import UploadLedger, UploadPolicy, UploadRefused, file_parts, rebuild_upload
 from hostile_images import encoded, face_like
 
 MB = 2**20

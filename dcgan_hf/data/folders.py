@@ -23,7 +23,7 @@ import torch
 
 from . import image_cache
 from .decoding import MAX_FILE_BYTES, decode_or_reason, read_file
-from .image_cache import CACHE_FORMAT, DataError, ImageCache
+from .image_cache import CACHE_FORMAT, DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 CELEBA_PARTITIONS = {"train": "0", "valid": "1", "test": "2"}

@@ -33,7 +33,7 @@ import numpy as np
 
 from . import image_cache
 from .decoding import MAX_FILE_BYTES, decode_or_reason, read_file
-from .image_cache import CACHE_FORMAT, DataError, ImageCache
+from .image_cache import CACHE_FORMAT, DataError
 
 HUB_PREFIX = "hf://datasets/"
 METADATA_FILES = ("metadata.csv", "metadata.jsonl", "metadata.parquet")

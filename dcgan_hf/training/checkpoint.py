@@ -8,7 +8,6 @@ no half-written one. No pickle anywhere, so a checkpoint pulled from the Hub is 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,7 +196,7 @@ def tensorboard(path: Path) -> Any:
     return SummaryWriter(str(path))
 
 
-def pusher(config: TrainConfig) -> HubPusher:
+def hub_pusher(config: TrainConfig) -> HubPusher:
     from ..hub.pusher import HubPusher
 
     return HubPusher(config.push_to_hub, private=config.hub_private, base_delay=config.hub_retry_delay,

@@ -20,10 +20,10 @@ from tqdm.auto import tqdm
 from ..files import remove_stale_copies
 from ..layout import RunLayout
 from ..models import Discriminator, Generator
-from . import checkpoint as checkpoints, watchdog
+from . import checkpoint as checkpoints
 from .config import TrainConfig
 from .distributed import Distributed, setup
-from .epoch_end import EpochEnd, after_epoch, epoch_end, pusher, tensorboard, training_done  # noqa: F401
+from .epoch_end import EpochEnd, after_epoch, epoch_end, hub_pusher, tensorboard, training_done  # noqa: F401
 from .run import ARITHMETIC_KEY, Run, build, check_eval_inputs, resume, snapshot  # noqa: F401  (tests)
 from .step import STATS
 from .stop import StopRequest
@@ -119,7 +119,7 @@ def _loop(run: Run, stop: StopRequest) -> TrainResult:
     paths = RunLayout(Path(config.output_dir))
     progress, source = resume(run, paths)
     writer = tensorboard(paths.tensorboard) if main else None
-    pusher = pusher(config) if main and config.push_to_hub else None
+    pusher = hub_pusher(config) if main and config.push_to_hub else None
     epochs = 1 if config.dry_run else config.epochs
     max_steps = 2 if config.dry_run else config.max_steps
     latest_checkpoint: Path | None = checkpoints.latest(paths.checkpoints) if main else None

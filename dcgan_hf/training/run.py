@@ -22,7 +22,7 @@ from ..data.folders import DeviceBatches, synthetic_images
 from ..data.image_cache import DataError, ImageCache
 from ..layout import EMA_COUNTER, TRAINING_STATE_DIR, CheckpointLayout, HubLayout, RunLayout
 from ..models import Discriminator, Generator, dcgan_init
-from . import checkpoint as checkpoints, resume_check, watchdog
+from . import checkpoint as checkpoints, resume_check
 from .base_model import BaseModel, load_base_model
 from .config import TrainConfig
 from .distributed import Distributed

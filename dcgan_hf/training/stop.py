@@ -8,7 +8,6 @@ import logging
 import signal
 from typing import Any, Iterator
 
-from . import checkpoint as checkpoints, watchdog
 
 log = logging.getLogger(__name__)
 

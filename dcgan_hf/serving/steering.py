@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
-from . import arithmetic, latent_token
-from .completion import PRESETS, encode_mask, parse_mask, preset_mask
-from .directions import SWEEP_SPAN, Directions, format_edit, parse_edit
-from .latent import latent
-from .serving import (
+from .. import arithmetic, latent_token
+from ..completion import PRESETS, encode_mask, parse_mask, preset_mask
+from ..directions import SWEEP_SPAN, Directions, format_edit, parse_edit
+from ..latent import latent
+from .requests import (
     check_seed_input,
     check_truncation,
     check_whole_number,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .photos import ACCEPTED, sniff_format
+from ..photos import ACCEPTED, sniff_format
 
 MAX_FILES = 4  # per upload request; the page sends one
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}

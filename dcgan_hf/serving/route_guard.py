@@ -13,10 +13,10 @@ skipped, uploads owned and bounded per client, calls checked before Gradio sees 
   ``/gradio_api/call/<name>``, which queues). ``/gradio_api/process_recording`` (a screen
   recorder this app does not have) answers 404.
 - **Calls** (``/gradio_api/call/[v2/]<name>``, ``/queue/join``) are checked against the app's own
-  API (:class:`dcgan_hf.api_calls.ApiShapes`): an unknown name, a wrong number of values, an
+  API (:class:`dcgan_hf.serving.api_calls.ApiShapes`): an unknown name, a wrong number of values, an
   unknown keyword, a file given by URL each get a 4xx and one sentence.
 - **Uploads** are images only (by their first bytes), renamed to fresh names and recorded in an
-  :class:`dcgan_hf.uploads.UploadLedger`, so each belongs to the request that made it; each
+  :class:`dcgan_hf.serving.uploads.UploadLedger`, so each belongs to the request that made it; each
   client may have a few in flight and a bounded volume a minute (:class:`UploadPolicy`).
 
 Every bound is a :class:`GuardSettings` field, read from ``DCGAN_*`` environment variables
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
 from .api_calls import ApiShapes
-from .photos import MAX_BYTES
+from ..photos import MAX_BYTES
 from .uploads import Charge, UploadLedger, UploadPolicy, UploadRefused, rebuild_upload
 
 Scope = dict[str, Any]

@@ -1,6 +1,6 @@
 """The checks a link's values go through: the form's own validators, field by field.
 
-A link (``?seed=7&tseeds=0-15``) is outside input. :func:`dcgan_hf.page_state.parse_query`
+A link (``?seed=7&tseeds=0-15``) is outside input. :func:`dcgan_hf.serving.page_state.parse_query`
 reads it with the dictionary :func:`query_checks` builds, so a value the form would refuse
 is refused in a link with the form's own message (tests/test_page_state.py uses this very
 dictionary, not a copy).
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from .arithmetic import split_expression
-from .completion import parse_mask
-from .directions import Directions
-from .serving import (
+from ..arithmetic import split_expression
+from ..completion import parse_mask
+from ..directions import Directions
+from .requests import (
     MAX_FRAMES,
     MAX_IMAGES,
     METHODS,

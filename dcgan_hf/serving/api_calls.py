@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from . import bounded_json
+from .. import bounded_json
 from .uploads import UploadRefused
 
 CALL = re.compile(r"/gradio_api/call/(v2/)?([^/]+)$")
