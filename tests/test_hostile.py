@@ -418,9 +418,9 @@ def test_decode_workers_die_with_their_parent(tmp_path, signal_name):
     os.mkfifo(tmp_path / "stuck.zip")  # a worker opening it blocks until the parent is gone
     script = (
         "import os, sys\n"
-        "from dcgan_hf import data, image_cache\n"
+        "from dcgan_hf.data import folders, image_cache\n"
         "task = ('zip', os.path.join(sys.argv[1], 'stuck.zip'), ['face.png'], 64)\n"
-        "for _ in image_cache.map_in_workers(data._decode_chunk, [task, task], workers=2): pass\n"
+        "for _ in image_cache.map_in_workers(folders._decode_chunk, [task, task], workers=2): pass\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], env=PYTHON_ENV)
     try:
