@@ -75,6 +75,16 @@ def export_onnx(
     cannot export, and (with ``verify``) for outputs that differ from PyTorch by more than
     ``tolerance`` under onnxruntime.
     """
+    data, difference = onnx_bytes(generator, opset=opset, tolerance=tolerance, verify=verify)
+    write_atomic(path, data)
+    return difference
+
+
+def onnx_bytes(
+    generator: nn.Module, *, opset: int | None = None, tolerance: float = TOLERANCE, verify: bool = True,
+) -> tuple[bytes, float]:
+    """The serialized ONNX graph of ``generator`` and its largest difference from PyTorch (checked as
+    :func:`export_onnx` does); the demo's live mode serves these bytes to the browser."""
     nz = getattr(generator, "nz", None)
     main = getattr(generator, "main", None)
     if not isinstance(generator, nn.Module) or not isinstance(nz, int) or not isinstance(main, nn.Module):
@@ -104,8 +114,7 @@ def export_onnx(
     if verify and not difference <= tolerance:
         raise ExportError(f"onnxruntime's output differs from PyTorch's by {difference:.3g} (> {tolerance:g}); "
                           f"nothing written")
-    write_atomic(path, data)
-    return difference
+    return data, difference
 
 
 def session(model: str | os.PathLike | bytes, threads: int = 0) -> Any:
@@ -134,14 +143,17 @@ def max_difference(generator: nn.Module, model: str | os.PathLike | bytes, seeds
 @contextlib.contextmanager
 def _quiet():
     """torch.onnx reports each stage on stdout and warns about things we handle; keep the CLI's output ours."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]  # their passes log at INFO
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        previous = logging.getLogger("torch.onnx").level
-        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        previous = [logger.level for logger in loggers]
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
         try:
             yield
         finally:
-            logging.getLogger("torch.onnx").setLevel(previous)
+            for logger, level in zip(loggers, previous):
+                logger.setLevel(level)
 
 
 def _root(error: BaseException) -> BaseException:
