@@ -115,7 +115,7 @@ class Runtime:
         ``off``; or a folder, which must hold the pinned files (else the CDN, with a warning)."""
         setting = (os.environ.get(RUNTIME_ENV, "auto") if setting is None else setting).strip() or "auto"
         if setting == "off":
-            return cls("off", note="live mode is switched off on this server")
+            return cls("off", note=f"switched off on this server (--live-runtime off, or {RUNTIME_ENV}=off)")
         if setting == "cdn":
             return cls("cdn")
         folder = NPM_DIST if setting == "auto" else Path(setting).expanduser()
@@ -265,10 +265,21 @@ class LiveService:
 
     @classmethod
     def start(cls, server: "ModelServer", runtime: str | None = None) -> "LiveService":
-        """Start preparing ``server``'s model for browsers (``runtime``: see :meth:`Runtime.resolve`)."""
+        """Start preparing ``server``'s model for browsers (``runtime``: see :meth:`Runtime.resolve`).
+
+        The export runs on the server's inference worker, between requests: torch.export switches
+        oneDNN and cuDNN off for the whole process while it traces, and a face drawn meanwhile by
+        another thread would take other kernels (seen here: 1/255 flips in a third of the grids drawn
+        during an export). On ZeroGPU, where there is no worker thread and each GPU call runs in a
+        process forked from this one, it runs here and now, before the app serves anything.
+        """
+        from .serving import on_zero_gpu
+
         service = cls(server, Runtime.resolve(runtime))
         if service.runtime.source == "off":
             service._finish(None, service.runtime.note)
+        elif on_zero_gpu():
+            service._prepare()
         else:
             threading.Thread(target=service._prepare, name="dcgan-live-export", daemon=True).start()
         return service
@@ -286,12 +297,11 @@ class LiveService:
         return self._problem
 
     def _prepare(self) -> None:
-        torch.set_num_threads(1)  # this thread's OpenMP team: the inference worker keeps the cores
         generator = self.server.cpu_generator or self.server.generator
         try:
-            model = LiveModel.build(generator, self.server.directions, self.runtime)
-        except (ExportError, ValueError) as error:
-            self._finish(None, f"this model cannot be sent to browsers: {error}")
+            model = self.server.worker.run(LiveModel.build, generator, self.server.directions, self.runtime)
+        except (ExportError, ValueError) as error:  # no [onnx] extra, or a model browsers cannot get
+            self._finish(None, str(error))
         except Exception as error:  # noqa: BLE001 - the app keeps serving without live mode, and says why
             logger.exception("live mode: preparing the model failed")
             self._finish(None, f"preparing the model for browsers failed ({type(error).__name__})")

@@ -35,7 +35,7 @@ from dcgan_hf.live import (
     sri,
 )
 from dcgan_hf.sampling import render
-from dcgan_hf.serving import ModelServer, fp32_on_cpu
+from dcgan_hf.serving import GenerateRequest, ModelServer, fp32_on_cpu
 from test_sampling import vivid
 
 pytest.importorskip("onnx")
@@ -219,8 +219,8 @@ def test_preparing_answers_503_then_why_a_model_cannot_go_to_browsers(server):
     assert waiting.manifest() == (503, {"available": False, "preparing": True,
                                         "reason": "the model is being prepared for browsers"})
     off = LiveService.start(server, "off")
-    assert off.wait(1) and off.manifest() == (200, {"available": False,
-                                                   "reason": "live mode is switched off on this server"})
+    assert off.wait(1) and off.manifest() == (200, {"available": False, "reason": "switched off on this server "
+                                                   "(--live-runtime off, or DCGAN_LIVE_RUNTIME=off)"})
     four_channels = ModelServer.serve(Generator(ngf=8, nc=4))
     try:
         refused = LiveService.start(four_channels, "cdn")
@@ -270,3 +270,30 @@ def test_the_runtime_is_the_pinned_npm_release(tmp_path):
         script.write("\n// changed\n")
     changed = Runtime.resolve(str(tmp_path))
     assert changed.source == "cdn" and "hash differs" in changed.note
+
+
+def test_a_space_installs_what_live_mode_needs():
+    def pins(name: str) -> dict[str, str]:
+        lines = (NPM_FOLDER.parent / name).read_text().splitlines()
+        return dict(line.split("==") for line in (line.split("#")[0].strip() for line in lines) if "==" in line)
+
+    onnx = pins("requirements-onnx.txt")
+    assert set(onnx) == {"onnx", "onnxscript", "onnxruntime"}
+    assert {name: pins("requirements.txt")[name] for name in onnx} == onnx  # the Space exports the model too
+
+
+def test_preparing_the_model_never_changes_the_faces_served_meanwhile(generator):
+    """torch.export switches oneDNN off for the whole process while it traces: a face drawn by another
+    thread meanwhile took other kernels (1/255 flips). The export waits its turn on the inference worker."""
+    served = ModelServer.serve(generator)
+    try:
+        request = GenerateRequest.parse(123, 3, 1.0)
+        expected = served.generate(request).images
+        preparing = LiveService.start(served, "cdn")
+        drawn = 0
+        while not preparing.wait(0):
+            assert torch.equal(served.generate(request).images, expected)
+            drawn += 1
+        assert preparing.model is not None and drawn > 0
+    finally:
+        served.close()
