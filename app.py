@@ -1492,7 +1492,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="dcgan-app-") as output_dir:
             demo = build_demo(server, output_dir, mcp=args.mcp)
-            live_service = live.LiveService.start(server, args.live_runtime)  # the export runs while Gradio starts
+            live_service = live.LiveService.start(server, args.live_runtime)  # exports the model for browsers
             demo.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS,
                         **launch_options(demo, args.mcp, live_service))
     except KeyboardInterrupt:

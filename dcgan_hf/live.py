@@ -2,8 +2,8 @@
 
 A free Space has two CPU cores for every visitor at once, and a queued call costs ~80 ms before
 any work, so a slider that asks the server on every move feels sticky. The generator is tiny
-(4.4 MB at width 32): the app exports it to ONNX once, at start-up, in a background thread
-(:func:`dcgan_hf.export.onnx_bytes`, checked against PyTorch), and the page draws slider drags
+(4.4 MB at width 32): the app exports it to ONNX once, at start-up (:func:`dcgan_hf.export.onnx_bytes`,
+checked against PyTorch; :meth:`LiveService.start`), and the page draws slider drags
 and latent walks itself, every animation frame, with ONNX Runtime Web (WASM with SIMD; threads
 when the page is cross-origin isolated). Releasing a slider and the usual buttons still go
 through the server, for the canonical PNG/GIF downloads and the URL state.
@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -252,78 +251,52 @@ QUERIES: dict[str, Callable[["ModelServer", dict[str, str]], dict[str, Any]]] = 
 # -- the service: the model prepared once, and the routes -------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class LiveService:
-    """The served model's live form, prepared once in a background thread, and the page's module."""
+    """The served model's live form (or why there is none), prepared once at start-up, and the page's module."""
 
     server: "ModelServer"
     runtime: Runtime
+    model: LiveModel | None
+    problem: str | None
     script: bytes = field(default_factory=SCRIPT.read_bytes, repr=False)
-    _ready: threading.Event = field(default_factory=threading.Event, repr=False)
-    _model: LiveModel | None = field(default=None, repr=False)
-    _problem: str | None = field(default=None, repr=False)
 
     @classmethod
     def start(cls, server: "ModelServer", runtime: str | None = None) -> "LiveService":
-        """Start preparing ``server``'s model for browsers (``runtime``: see :meth:`Runtime.resolve`).
+        """Export ``server``'s model for browsers, now (``runtime``: see :meth:`Runtime.resolve`).
 
-        The export runs on the server's inference worker, between requests: torch.export switches
-        oneDNN and cuDNN off for the whole process while it traces, and a face drawn meanwhile by
-        another thread would take other kernels (seen here: 1/255 flips in a third of the grids drawn
-        during an export). On ZeroGPU, where there is no worker thread and each GPU call runs in a
-        process forked from this one, it runs here and now, before the app serves anything.
+        It runs before the app serves its first page (~2 s of CPU here), not beside it: on a 2-core
+        machine an export in the background delayed the first paint by 1–2 s. It runs on the
+        inference worker, whatever else calls the server: torch.export switches oneDNN and cuDNN off
+        for the whole process while it traces, and faces drawn meanwhile by another thread take
+        other kernels (1/255 flips in a third of the grids drawn during an export, seen here).
         """
-        from .serving import on_zero_gpu
-
-        service = cls(server, Runtime.resolve(runtime))
-        if service.runtime.source == "off":
-            service._finish(None, service.runtime.note)
-        elif on_zero_gpu():
-            service._prepare()
-        else:
-            threading.Thread(target=service._prepare, name="dcgan-live-export", daemon=True).start()
-        return service
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Whether preparing has finished (ready or not) within ``timeout`` seconds."""
-        return self._ready.wait(timeout)
-
-    @property
-    def model(self) -> LiveModel | None:
-        return self._model
-
-    @property
-    def problem(self) -> str | None:
-        return self._problem
-
-    def _prepare(self) -> None:
-        generator = self.server.cpu_generator or self.server.generator
+        resolved = Runtime.resolve(runtime)
+        if resolved.source == "off":
+            return cls(server, resolved, None, _unavailable(resolved.note))
+        generator = server.cpu_generator or server.generator
         try:
-            model = self.server.worker.run(LiveModel.build, generator, self.server.directions, self.runtime)
+            model = server.worker.run(LiveModel.build, generator, server.directions, resolved)
         except (ExportError, ValueError) as error:  # no [onnx] extra, or a model browsers cannot get
-            self._finish(None, str(error))
+            return cls(server, resolved, None, _unavailable(str(error)))
         except Exception as error:  # noqa: BLE001 - the app keeps serving without live mode, and says why
             logger.exception("live mode: preparing the model failed")
-            self._finish(None, f"preparing the model for browsers failed ({type(error).__name__})")
-        else:
-            logger.info("live mode: %s ready (%.1f MB, |onnxruntime - torch| = %.2g), runtime from %s",
-                        model.filename, len(model.onnx) / 2**20, model.manifest["model"]["torch_difference"],
-                        self.runtime.source)
-            self._finish(model, None)
+            return cls(server, resolved, None, _unavailable(f"exporting the model failed ({type(error).__name__})"))
+        logger.info("live mode: %s ready (%.1f MB, |onnxruntime - torch| = %.2g), runtime from %s",
+                    model.filename, len(model.onnx) / 2**20, model.manifest["model"]["torch_difference"],
+                    resolved.source)
+        return cls(server, resolved, model, None)
 
-    def _finish(self, model: LiveModel | None, problem: str | None) -> None:
-        if problem:
-            logger.warning("live mode is off: %s", problem)
-        self._model, self._problem = model, problem
-        self._ready.set()
+    def manifest(self) -> dict[str, Any]:
+        """The manifest, or why live mode is not available."""
+        if self.model is None:
+            return {"available": False, "reason": self.problem or "live mode is not available"}
+        return self.model.manifest
 
-    def manifest(self) -> tuple[int, dict[str, Any]]:
-        """503 while the model is being prepared; then the manifest, or why live mode is not available."""
-        if not self._ready.is_set():
-            return 503, {"available": False, "preparing": True, "reason": "the model is being prepared for browsers"}
-        if self._model is None:
-            return 200, {"available": False, "reason": self._problem or "live mode is not available"}
-        return 200, self._model.manifest
+
+def _unavailable(problem: str) -> str:
+    logger.warning("live mode is off: %s", problem)
+    return problem
 
 
 class LiveRoutes:
@@ -351,8 +324,7 @@ class LiveRoutes:
     async def answer(self, name: str, query: bytes, method: str, send: Send) -> None:
         service = self.service
         if name == "manifest.json":
-            status, payload = service.manifest()
-            return await _reply(send, status, _json(payload), method)
+            return await _reply(send, 200, _json(service.manifest()), method)
         if name == "live.js":
             return await _reply(send, 200, service.script, method, "text/javascript", cache="no-cache")
         model = service.model

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -61,7 +62,6 @@ def server(generator: Generator) -> Iterator[ModelServer]:
 @pytest.fixture(scope="module")
 def service(server: ModelServer) -> LiveService:
     started = LiveService.start(server, "cdn")
-    assert started.wait(180), "the model was not ready for browsers within 3 minutes"
     assert started.model is not None, started.problem
     return started
 
@@ -108,8 +108,8 @@ def exact(token: str) -> torch.Tensor:
 
 
 def test_the_manifest_holds_the_model_its_directions_and_a_check_face(service, server, generator):
-    status, manifest = service.manifest()
-    assert status == 200 and manifest["available"] and manifest["nz"] == 100 and manifest["nc"] == 3
+    manifest = service.manifest()
+    assert manifest["available"] and manifest["nz"] == 100 and manifest["nc"] == 3
     directions = manifest["directions"]
     vectors = np.frombuffer(base64.b64decode(directions["vectors"]), "<f4").reshape(directions["count"], 100)
     assert torch.equal(torch.from_numpy(vectors.copy()), server.directions.vectors)  # exact, in the page too
@@ -139,7 +139,7 @@ def test_the_manifest_holds_the_model_its_directions_and_a_check_face(service, s
 
 def test_the_routes_serve_the_model_the_module_and_nothing_else(routes, service):
     status, manifest = get_json(routes, "/live/manifest.json")
-    assert status == 200 and manifest == service.manifest()[1]
+    assert status == 200 and manifest == service.manifest()
     status, headers, body = call(routes, f"/live/{service.model.filename}")
     assert status == 200 and body == service.model.onnx and "immutable" in headers["cache-control"]
     assert headers["content-type"] == "application/octet-stream" and headers["x-content-type-options"] == "nosniff"
@@ -214,19 +214,18 @@ def test_latent_queries_answer_bad_input_with_the_demos_messages(routes, path, q
 # -- preparing, and models that cannot go to a browser --------------------------------------------------------
 
 
-def test_preparing_answers_503_then_why_a_model_cannot_go_to_browsers(server):
-    waiting = LiveService(server, Runtime("cdn"))  # not started: the export has not finished
-    assert waiting.manifest() == (503, {"available": False, "preparing": True,
-                                        "reason": "the model is being prepared for browsers"})
+def test_the_manifest_says_why_a_model_cannot_go_to_browsers(server):
     off = LiveService.start(server, "off")
-    assert off.wait(1) and off.manifest() == (200, {"available": False, "reason": "switched off on this server "
-                                                   "(--live-runtime off, or DCGAN_LIVE_RUNTIME=off)"})
+    assert off.model is None and off.manifest() == {
+        "available": False, "reason": "switched off on this server (--live-runtime off, or DCGAN_LIVE_RUNTIME=off)"}
     four_channels = ModelServer.serve(Generator(ngf=8, nc=4))
     try:
         refused = LiveService.start(four_channels, "cdn")
-        assert refused.wait(60)
-        status, answer = refused.manifest()
-        assert status == 200 and not answer["available"] and "nc=4" in answer["reason"]
+        answer = refused.manifest()
+        assert not answer["available"] and "nc=4" in answer["reason"]
+        routes = LiveRoutes(None, refused)
+        assert get_json(routes, "/live/manifest.json") == (200, answer)
+        assert call(routes, "/live/model-0000000000000000.onnx")[0] == 404
     finally:
         four_channels.close()
 
@@ -287,13 +286,15 @@ def test_preparing_the_model_never_changes_the_faces_served_meanwhile(generator)
     thread meanwhile took other kernels (1/255 flips). The export waits its turn on the inference worker."""
     served = ModelServer.serve(generator)
     try:
-        request = GenerateRequest.parse(123, 3, 1.0)
+        request = GenerateRequest.parse(123, 16, 1.0)  # 16 faces: flips showed in ~1 grid of 5
         expected = served.generate(request).images
-        preparing = LiveService.start(served, "cdn")
+        prepared: list[LiveService] = []
+        exporting = threading.Thread(target=lambda: prepared.append(LiveService.start(served, "cdn")))
+        exporting.start()
         drawn = 0
-        while not preparing.wait(0):
+        while exporting.is_alive():
             assert torch.equal(served.generate(request).images, expected)
             drawn += 1
-        assert preparing.model is not None and drawn > 0
+        assert prepared[0].model is not None and drawn > 0
     finally:
         served.close()

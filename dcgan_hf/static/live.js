@@ -17,7 +17,6 @@
 const SIDE = 64;
 const PIXELS = SIDE * SIDE;
 const SOURCE_SETTLE_MS = 300; // a typed seed or token is fetched once it has stayed put this long
-const MANIFEST_WAIT_MS = 180_000; // the server exports the model at start-up: a few seconds
 const FPS_WINDOW = 60; // frames the frame rate is measured over
 // a WebAssembly module with SIMD instructions (the probe ONNX Runtime Web itself uses)
 const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 10, 30, 1, 28, 0, 65,
@@ -32,7 +31,6 @@ const shared = {
 
 const url = (path) => new URL(path, shared.root || location.href).href;
 const host = (target) => new URL(target).host;
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const describe = (error) => (error instanceof LiveError ? error.message
   : `unexpected error: ${String((error && error.message) || error).slice(0, 160)}`);
 
@@ -61,30 +59,20 @@ async function getJSON(path) {
   try {
     body = await response.json();
   } catch (error) { /* not JSON: the status says enough */ }
-  if (!response.ok && response.status !== 503) {
-    throw new LiveError((body && body.error) || `the server answered ${response.status}`);
-  }
-  return { status: response.status, body };
+  if (!response.ok) throw new LiveError((body && body.error) || `the server answered ${response.status}`);
+  return body;
 }
 
 function manifest() {
   shared.manifest ??= (async () => {
-    const deadline = performance.now() + MANIFEST_WAIT_MS;
-    for (;;) {
-      let answer;
-      try {
-        answer = await getJSON("live/manifest.json");
-      } catch (error) {
-        throw new LiveError(error.message.includes("404") ? "this server has no live mode" : error.message);
-      }
-      if (answer.status === 503 && performance.now() < deadline) {
-        await sleep(1000);
-        continue;
-      }
-      const body = answer.body || {};
-      if (!body.available) throw new LiveError(body.reason || "live mode is not available on this server");
-      return body;
+    let body;
+    try {
+      body = await getJSON("live/manifest.json");
+    } catch (error) {
+      throw new LiveError(error.message.includes("404") ? "this server has no live mode" : error.message);
     }
+    if (!body || !body.available) throw new LiveError((body && body.reason) || "this server has no live mode");
+    return body;
   })();
   return shared.manifest;
 }
@@ -533,8 +521,7 @@ class Panel {
     const key = source.key;
     getJSON(this.sourcePath(source)).then((answer) => {
       if (!this.live) return;
-      if (answer.status !== 200) throw new LiveError("the server is busy; try again");
-      this.base = this.takeBase(answer.body);
+      this.base = this.takeBase(answer);
       this.sourceKey = key;
       this.renderedKey = null;
     }).catch((error) => this.fail(error)).finally(() => { this.fetching = false; });
@@ -685,15 +672,15 @@ class WalkPanel extends Panel {
 async function editLatent({ seed = 0, truncation = 1, latent = "", edit = {} } = {}) {
   const ready = await engine();
   const answer = await getJSON(`live/latent?${new URLSearchParams({ seed, truncation, latent })}`);
-  const base = decodeToken(answer.body.latent, ready.nz);
+  const base = decodeToken(answer.latent, ready.nz);
   const amounts = Object.entries(edit).map(([index, amount]) => [Number(index), amountOf(amount)])
     .sort((a, b) => a[0] - b[0]);
-  return applyEdit(answer.body.scaled ? scale(base, truncation) : base, amounts, ready.vectors);
+  return applyEdit(answer.scaled ? scale(base, truncation) : base, amounts, ready.vectors);
 }
 
 async function walkLatent(fields, frame) {
   const ready = await engine();
-  const answer = (await getJSON(`live/walk?${new URLSearchParams(fields)}`)).body;
+  const answer = await getJSON(`live/walk?${new URLSearchParams(fields)}`);
   const rows = answer.keyframes.map((token, index) => (answer.scaled[index]
     ? scale(decodeToken(token, ready.nz), answer.truncation) : decodeToken(token, ready.nz)));
   const stops = answer.closed ? [...rows, rows[0]] : rows;
