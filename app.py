@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from dcgan_hf import images as imaging, latent_token, live, photos
+from dcgan_hf.api_calls import ApiShapes
 from dcgan_hf.arithmetic import figure as arithmetic_figure, split_expression
 from dcgan_hf.completion import PRESET_BOXES, PRESET_LABELS, PRESETS, parse_mask, psnr
 from dcgan_hf.directions import MAX_AMOUNT, check_amount, format_edit
@@ -76,7 +77,7 @@ from dcgan_hf.serving import (
     parse_seed_list,
     random_seed,
 )
-from dcgan_hf.route_guard import RouteGuard
+from dcgan_hf.route_guard import GuardSettings, RouteGuard
 from dcgan_hf.steering import (
     MAX_GROUP_SEEDS,
     ArithmeticRequest,
@@ -86,6 +87,7 @@ from dcgan_hf.steering import (
     SweepRequest,
     mask_label,
 )
+from dcgan_hf.uploads import UploadLedger, discard
 
 T = TypeVar("T")
 logger = logging.getLogger("app")
@@ -192,9 +194,10 @@ LOADED_SCRIPT = "() => { window.dcganLoaded = true; return []; }"
 class Demo:
     """The handlers: each validates with dcgan_hf.serving, runs the model there, writes results."""
 
-    def __init__(self, server: ModelServer, output_dir: str | os.PathLike) -> None:
+    def __init__(self, server: ModelServer, output_dir: str | os.PathLike, uploads: UploadLedger) -> None:
         self.server = server
         self.files = OutputFolder(output_dir)
+        self.uploads = uploads  # the photos the upload route stored: only these are read and deleted
         self.nz = server.generator.nz
         self.render_grid = on_gpu(server.generate, "generate")
         self.render_path = on_gpu(server.interpolate, "interpolate")
@@ -404,12 +407,14 @@ class Demo:
         return fields + STEERING_FIELDS
 
     def _project(self, photo: dict | None):
-        """Read the upload (size, type and dimensions checked first), delete it, project it."""
-        path = upload_path(photo)
+        """Claim the upload (this request's alone from now), read it (size, type and dimensions checked
+        first), delete it, project it. A path that is no unclaimed upload of this app is neither read
+        nor deleted: a result or the first paint stays for everyone who sees it."""
+        path = claimed_upload(photo, self.uploads)
         try:
             picture = photos.photo_from_file(path)
         finally:
-            delete_upload(path)
+            discard(path)
         return self.render_projection(picture)
 
 
@@ -435,27 +440,18 @@ def grid_digest(seeds: Sequence[int]) -> str:
     return hashlib.sha256(",".join(map(str, seeds)).encode()).hexdigest()[:8]
 
 
-def upload_path(photo: object) -> Path:
-    """The uploaded file behind a FileData value; Gradio has checked it lies in its upload cache."""
+def claimed_upload(photo: object, uploads: UploadLedger) -> Path:
+    """The uploaded file behind a FileData value, claimed from the ledger of uploads (see dcgan_hf.uploads)."""
     if photo is None:
         raise ValueError(f"upload a photo first ({photos.ACCEPTED}, at most {photos.MAX_BYTES // 2**20} MB)")
     path = photo.get("path") if isinstance(photo, dict) else None
     if not isinstance(path, str) or not path:
         raise ValueError("the photo must be an uploaded file")
-    resolved = Path(path).resolve()
-    if not gradio_utils.is_in_or_equal(resolved, gradio_cache_dir()) or not resolved.is_file():
-        raise ValueError("the photo must be an uploaded file (upload it again)")
-    return resolved
-
-
-def delete_upload(path: Path) -> None:
-    """Remove an uploaded photo and the folder Gradio made for it: nothing of it stays on disk."""
-    path.unlink(missing_ok=True)
-    if path.parent != gradio_cache_dir():
-        try:
-            path.parent.rmdir()  # Gradio keeps each upload in a folder of its own; only removed if empty
-        except OSError:
-            pass
+    claimed = uploads.claim(path)
+    if claimed is None or not claimed.is_file():
+        raise ValueError("the photo must be a file uploaded for this request, and each upload is used once: "
+                         "upload it again")
+    return claimed
 
 
 def gradio_cache_dir() -> Path:
@@ -483,8 +479,8 @@ class SteeringHandlers:
     """Edits along the model's directions, face arithmetic and completion: API endpoints (also MCP
     tools) and the page's handlers. Every value is checked by dcgan_hf.steering."""
 
-    def __init__(self, server: ModelServer, files: OutputFolder) -> None:
-        self.server, self.files = server, files
+    def __init__(self, server: ModelServer, files: OutputFolder, uploads: UploadLedger) -> None:
+        self.server, self.files, self.uploads = server, files, uploads
         self.nz = server.generator.nz
         self.directions = server.directions
         self.render_edit = on_gpu(server.edit, "edit")
@@ -587,7 +583,7 @@ class SteeringHandlers:
             the face the model drew for it (PNG) and a summary whose "completed_png" is the completed photo
             (a data: URI), with the mask, hidden pixels, PSNR of the visible part, steps and seconds.
         """
-        crop = read_photo(photo)  # first: the upload is deleted whatever else is wrong
+        crop = read_photo(photo, self.uploads)  # first: the upload is deleted whatever else is wrong
         completion, seconds = self._complete(crop, parse_mask(mask))
         name = f"dcgan-completed-{latent_token.encode(completion.projection.z)[3:15]}.png"
         generated = imaging.png_bytes(imaging.to_pil(completion.projection.image[None])[0])
@@ -682,7 +678,7 @@ class SteeringHandlers:
 
     def complete_photo_upload(self, photo: dict | None) -> tuple:
         """Read the photo (checked, then deleted); its crop stays in the session's memory only."""
-        crop = read_photo(photo)
+        crop = read_photo(photo, self.uploads)
         return gr.Image(value=None), crop.numpy(), face_data_uri(crop), "my photo"
 
     def complete_page(self, source: str, seed: float, truncation: float, latent: str, crop: Any,
@@ -719,13 +715,15 @@ def completion_summary(completion: Any, seconds: float) -> dict[str, Any]:
     }
 
 
-def read_photo(photo: object) -> Any:
-    """An uploaded photo's 64×64 crop (uint8 tensor): size, type and dimensions checked first, file deleted."""
-    path = upload_path(photo)
+def read_photo(photo: object, uploads: UploadLedger) -> Any:
+    """An uploaded photo's 64×64 crop (uint8 tensor): claimed from the ledger (this request's alone),
+    size, type and dimensions checked first, file deleted. A path that is no unclaimed upload of this
+    app is neither read nor deleted."""
+    path = claimed_upload(photo, uploads)
     try:
         return photos.photo_from_file(path).pixels
     finally:
-        delete_upload(path)
+        discard(path)
 
 
 def crop_tensor(crop: Any) -> Any:
@@ -1104,15 +1102,17 @@ def link_steering(loaded: Any, steering: SteeringHandlers, edit: dict, arithmeti
                        [*edit_out, *arithmetic_out, *complete_out], **page_events)
 
 
-def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None, *, mcp: bool = False) -> gr.Blocks:
-    """The Blocks app for ``server``, queue configured; results are written to ``output_dir``.
+def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None, *, mcp: bool = False,
+               uploads: UploadLedger | None = None) -> gr.Blocks:
+    """The Blocks app for ``server``, queue configured; results are written to ``output_dir``;
+    ``uploads``: the ledger the route guard records uploads in (the same one goes to launch_options).
 
     With ``mcp``, ``/project`` and ``/complete_photo`` are left out of the API page and so out of
     the MCP tools: Gradio's MCP layer turns a tool's file argument into a file of its own in the
     cache before the call, a copy of the photo that the handler never sees and cannot delete.
     gradio_client still calls them (``api_visibility="undocumented"``).
     """
-    demo_handlers = Demo(server, output_dir or tempfile.mkdtemp(prefix="dcgan-app-"))
+    demo_handlers = Demo(server, output_dir or tempfile.mkdtemp(prefix="dcgan-app-"), uploads or UploadLedger())
     handlers = {name: messages(getattr(demo_handlers, name)) for name in (
         "generate", "interpolate", "project", "training_grid", "training_gif", "model_info", "generate_page",
         "project_page", "load_page")}
@@ -1123,7 +1123,7 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None,
     first_strip, first_gif = demo_handlers.interpolate(
         defaults.seed_a, defaults.seed_b, defaults.more_seeds, defaults.frames, defaults.method, defaults.closed,
         defaults.walk_truncation)
-    steering = SteeringHandlers(server, demo_handlers.files)
+    steering = SteeringHandlers(server, demo_handlers.files, demo_handlers.uploads)
     first_brush_face = steering.complete_source("seed", defaults.complete_seed, 1.0, "", None)
 
     # preprocess=False: handlers get the raw values and dcgan_hf.serving checks them all
@@ -1452,15 +1452,11 @@ def stop_on_signals() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def public_api_names(demo: gr.Blocks) -> set[str]:
-    """The endpoints clients may call by name (documented or not); page-only events are private."""
-    return {dependency.api_name for dependency in demo.fns.values()
-            if dependency.api_name and dependency.api_visibility in ("public", "undocumented")}
-
-
-def launch_options(demo: gr.Blocks, mcp: bool, live_service: live.LiveService | None = None) -> dict[str, Any]:
-    """``launch()`` settings that are part of the hardening, not the look (and live mode's GET-only routes)."""
-    guard = Middleware(RouteGuard, max_bytes=photos.MAX_BYTES, api_names=public_api_names(demo))
+def launch_options(demo: gr.Blocks, mcp: bool, settings: GuardSettings, uploads: UploadLedger,
+                   live_service: live.LiveService | None = None) -> dict[str, Any]:
+    """``launch()`` settings that are part of the hardening, not the look, and live mode's GET-only
+    routes (behind the guard: their requests are bounded like every other route's)."""
+    guard = Middleware(RouteGuard, settings=settings, shapes=ApiShapes.of(demo), ledger=uploads)
     live_routes = [Middleware(live.LiveRoutes, service=live_service)] if live_service is not None else []
     return dict(
         max_file_size=photos.MAX_BYTES,  # every upload route; photos are the only uploads
@@ -1478,6 +1474,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.mcp and importlib.util.find_spec("mcp") is None:
         raise SystemExit("app.py: --mcp (DCGAN_MCP=1) needs the mcp package: pip install 'mcp>=1.21,<2' "
                          "(or pip install -e .[mcp])")
+    try:
+        settings = GuardSettings.from_env()
+    except ValueError as error:
+        raise SystemExit(f"app.py: {error}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up probes
     stop_on_signals()
@@ -1491,10 +1491,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     demo = None
     try:
         with tempfile.TemporaryDirectory(prefix="dcgan-app-") as output_dir:
-            demo = build_demo(server, output_dir, mcp=args.mcp)
+            uploads = UploadLedger(settings.uploads)
+            demo = build_demo(server, output_dir, mcp=args.mcp, uploads=uploads)
             live_service = live.LiveService.start(server, args.live_runtime)  # exports the model for browsers
             demo.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS,
-                        **launch_options(demo, args.mcp, live_service))
+                        **launch_options(demo, args.mcp, settings, uploads, live_service))
     except KeyboardInterrupt:
         pass  # SIGTERM during start-up: the with block has cleaned up already
     finally:

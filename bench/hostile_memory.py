@@ -1,13 +1,18 @@
-"""Peak memory of hostile inputs against a good input of the same kind (issue 11).
+"""Peak memory of hostile inputs against a good input of the same kind (issues 11 and 19).
 
 Each case runs in a fresh interpreter and reports its peak resident memory (VmHWM, which a
 new process image starts afresh; ``ru_maxrss`` would inherit this script's), its wall time
 and how it ended. The baseline of each group is the same operation on a good input, in the
 same run, so the ratio says what a hostile file costs beyond normal work. Files are built
 in a temporary folder; nothing is downloaded. A benchmark, not a test: it prints, it
-asserts nothing. Run it on the code before a fix to see the "before" column.
+asserts nothing. ``--root`` runs the cases against another checkout (``git archive`` of the
+code before a fix) for the "before" column; ``--groups`` picks groups.
 
-    .venv/bin/python bench/hostile_memory.py [--bomb-gb 1.0] [--json out.json]
+Groups: ``model``, ``checkpoint``, ``image`` (issue 11); ``photo``, ``revisions``, ``datasets``,
+``export`` (issue 19, in-process); ``commands`` (whole CLI runs: ``bench/hostile_commands.py``)
+and ``app`` (``app.py`` under a hostile visitor: ``bench/hostile_app.py``; needs root).
+
+    .venv/bin/python bench/hostile_memory.py [--root DIR] [--groups photo,app] [--bomb-gb 1.0] [--json out.json]
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 from PIL import Image
@@ -32,6 +38,7 @@ from safetensors.torch import load_file, save_file
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the hostile files the tests build
+sys.path.insert(0, str(ROOT / "bench"))
 
 from dcgan_hf import Generator  # noqa: E402
 from hostile_images import png_header_only  # noqa: E402
@@ -39,7 +46,7 @@ from hostile_images import png_header_only  # noqa: E402
 RUNNER = """
 import sys, time
 started = time.perf_counter()
-outcome = "ok"
+outcome = "ok"  # a case may set its own
 try:
 {body}
 except Exception as error:  # noqa: BLE001 - the outcome is what is measured
@@ -47,12 +54,14 @@ except Exception as error:  # noqa: BLE001 - the outcome is what is measured
 peak = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
 print(f"{{int(peak) / 1024:.0f}}\\t{{time.perf_counter() - started:.2f}}\\t{{outcome}}")
 """
+CODE = ROOT  # the checkout the cases run against (--root)
 
 
 def measure(body: str) -> tuple[float, float, str]:
     code = RUNNER.format(body="\n".join("    " + line for line in body.strip().splitlines()))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900)
+    env = {**os.environ, "PYTHONPATH": str(CODE), "OMP_NUM_THREADS": "1"}
+    # cwd: "python -c" puts the working directory first on sys.path, before PYTHONPATH
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900, cwd=CODE)
     if done.returncode != 0:
         return float("nan"), float("nan"), f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1][:90]}"
     peak, seconds, outcome = done.stdout.strip().splitlines()[-1].split("\t", 2)
@@ -151,30 +160,188 @@ def image_cases(folder: Path) -> list[tuple[str, str]]:
     ]
 
 
+# -- issue 19 ------------------------------------------------------------------------------------
+
+
+def photo_cases(folder: Path) -> list[tuple[str, str]]:
+    """Uploads within the limits (10 MB, 40 MP) whose decode could cost far more than the file."""
+    from hostile_images import encoded, face_like
+
+    files = {
+        "face.jpg": encoded(face_like(300, 400), "JPEG"),
+        "rgba6300.png": encoded(Image.new("RGBA", (6300, 6300), (200, 150, 120, 255)), "PNG"),
+        "rgba3200.png": encoded(face_like(3200, 3200).convert("RGBA"), "PNG"),
+        "rgb4400.png": encoded(face_like(4400, 4400), "PNG"),
+        "rgb2200.webp": encoded(face_like(2200, 2200), "WEBP"),
+        "rgb4000.webp": encoded(face_like(4000, 4000), "WEBP"),
+        "jpeg7000.jpg": encoded(face_like(7000, 5000), "JPEG", quality=90),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+
+    def load(name: str) -> str:
+        return f"from dcgan_hf.photos import photo_from_file\nphoto_from_file({str(folder / name)!r})"
+
+    size = lambda name: f"{len(files[name]) // 1024} KB"  # noqa: E731
+    return [
+        ("300×400 JPEG (baseline)", load("face.jpg")),
+        (f"{size('rgba6300.png')} 6300×6300 RGBA PNG", load("rgba6300.png")),
+        (f"{size('rgba3200.png')} 3200×3200 RGBA PNG", load("rgba3200.png")),
+        (f"{size('rgb4400.png')} 4400×4400 RGB PNG", load("rgb4400.png")),
+        (f"{size('rgb2200.webp')} 2200×2200 WebP", load("rgb2200.webp")),
+        (f"{size('rgb4000.webp')} 4000×4000 WebP", load("rgb4000.webp")),
+        (f"{size('jpeg7000.jpg')} 7000×5000 JPEG", load("jpeg7000.jpg")),
+    ]
+
+
+def revision_cases(folder: Path) -> list[tuple[str, str]]:
+    """A local run folder for the Training tab: state.json and its claimed config are outside input."""
+    generator = Generator(nz=16, ngf=8)
+    weights = generator.state_dict()
+
+    def run(name: str, state: str | bytes) -> Path:
+        checkpoint = folder / name / "checkpoints" / "checkpoint-000000002"
+        checkpoint.mkdir(parents=True)
+        save_file(weights, str(checkpoint / "generator.safetensors"))
+        (checkpoint / "state.json").write_bytes(state if isinstance(state, bytes) else state.encode())
+        return checkpoint
+
+    good = json.dumps({"progress": {"epoch": 2, "batch": 0}, "config": {"nz": 16, "ngf": 8}, "has_ema": False})
+    runs = {
+        "good": run("good", good),
+        "deep": run("deep", "[" * 100_000 + "]" * 100_000),
+        "huge": run("huge", '{"progress": {"epoch": 2, "batch": 0, "history": [' + "{}," * 20_000_000 + "{}]}}"),
+        "claims": run("claims", good.replace('"nz": 16, "ngf": 8', '"nz": 1024, "ngf": 512')),
+    }
+
+    def revisions(name: str) -> str:
+        return ("from dcgan_hf.revisions import checkpoint_revisions\n"
+                f"outcome = 'epochs %s' % [r.epoch for r in checkpoint_revisions({str(runs[name].parents[1])!r})]")
+
+    def generator_of(name: str) -> str:
+        return f"from dcgan_hf.revisions import load_checkpoint_generator\nload_checkpoint_generator({str(runs[name])!r})"
+
+    return [
+        ("good run: list + load (baseline)", revisions("good") + "\n" + generator_of("good")),
+        ("state.json nested 100k deep", revisions("deep")),
+        (f"{(runs['huge'] / 'state.json').stat().st_size // 2**20} MB state.json", revisions("huge")),
+        ("state claims nz=1024 ngf=512, weights ngf=8", generator_of("claims")),
+    ]
+
+
+def dataset_cases(folder: Path) -> list[tuple[str, str]]:
+    """parquet datasets with rows of hundreds of MB (random bytes after a PNG signature)."""
+    import datasets
+
+    features = datasets.Features({"image": datasets.Image()})
+    from hostile_images import encoded, face_like
+
+    def parquet(name: str, rows: list[bytes]) -> str:
+        (folder / name).mkdir()
+        table = datasets.Dataset.from_dict({"image": [{"bytes": row, "path": None} for row in rows]}, features=features)
+        table.to_parquet(str(folder / name / "train.parquet"))
+        return (f"from dcgan_hf.hf_datasets import load_cache\n"
+                f"cache = load_cache({str(folder / name)!r}, cache_dir={str(folder / ('cache-' + name))!r}, "
+                f"workers=1, progress=False)\noutcome = '%d images, %d skipped' % (len(cache), len(cache.skipped))")
+
+    signature = b"\x89PNG\r\n\x1a\n"
+    faces = [encoded(face_like(80, 100, seed=index), "PNG") for index in range(16)]
+    return [
+        ("16 small PNG rows (baseline)", parquet("good", faces)),
+        ("2 rows × 200 MB", parquet("two200", [signature + os.urandom(200 * 2**20) for _ in range(2)] + faces[:1])),
+        ("1 row of 300 MB (over the 256 MB bound)", parquet("one300", [signature + os.urandom(300 * 2**20)] + faces[:1])),
+    ]
+
+
+def export_cases(folder: Path) -> list[tuple[str, str]]:
+    """Export peaks at two widths: the multiple of the weights an export holds (export.EXPORT_MEMORY)."""
+    cases = []
+    for ngf in (128, 256):
+        Generator(nz=1024, ngf=ngf).save_pretrained(folder / f"ngf{ngf}")
+        cases.append((f"nz=1024 ngf={ngf}", (
+            "import dcgan_hf, onnx, onnxscript, onnxruntime\n"
+            "from dcgan_hf.export import export_onnx\n"
+            f"g = dcgan_hf.Generator.from_pretrained({str(folder / f'ngf{ngf}')!r})\n"
+            "weights = sum(t.numel() * t.element_size() for t in [*g.parameters(), *g.buffers()]) / 2**20\n"
+            "rss = lambda field: int([l.split()[1] for l in open('/proc/self/status') if l.startswith(field)][0]) / 1024\n"
+            "before, space = rss('VmRSS'), rss('VmSize')\n"
+            "open('/proc/self/clear_refs', 'w').write('5')\n"
+            f"export_onnx(g, {str(folder / f'ngf{ngf}.onnx')!r})\n"
+            "outcome = 'weights %.0f MB; peak resident +%.1f×, address space +%.1f× the weights' % ("
+            "weights, (rss('VmHWM') - before) / weights, (rss('VmPeak') - space) / weights)")))
+    return cases
+
+
+def in_process_groups(bomb_gb: float) -> dict[str, tuple[str, Callable[[Path], list[tuple[str, str]]]]]:
+    return {
+        "model": ("from_pretrained", model_cases),
+        "checkpoint": ("convert (read_legacy)", lambda folder: checkpoint_cases(folder, bomb_gb)),
+        "image": ("decoding.decode", image_cases),
+        "photo": ("photos.photo_from_file (an upload)", photo_cases),
+        "revisions": ("Training tab: a local run folder", revision_cases),
+        "datasets": ("hf_datasets.load_cache (workers=1)", dataset_cases),
+        "export": ("export_onnx", export_cases),
+    }
+
+
+def run_in_process(group: str, make: Callable[[Path], list[tuple[str, str]]], folder: Path) -> list[dict]:
+    rows, baseline = [], None
+    print(f"\n{group}\n  {'case':42s} {'peak MB':>8s} {'× base':>7s} {'s':>6s}  outcome", flush=True)
+    for label, body in make(folder):
+        peak, seconds, outcome = measure(body)
+        outcome = outcome.replace(str(folder) + "/", "")
+        baseline = peak if baseline is None else baseline
+        ratio = peak / baseline if baseline else float("nan")
+        print(f"  {label:42s} {peak:8.0f} {ratio:7.2f} {seconds:6.2f}  {outcome}", flush=True)
+        rows.append({"group": group, "case": label, "peak_mb": peak, "ratio": ratio, "seconds": seconds,
+                     "outcome": outcome})
+    return rows
+
+
+def print_rows(group: str, rows: list[dict]) -> None:
+    print(f"\n{group}\n  {'case':42s} {'peak MB':>8s} {'s':>6s}  outcome")
+    for row in rows:
+        print(f"  {row['case']:42s} {row['peak_mb']:8.0f} {row['seconds']:6.1f}  {row['outcome']}", flush=True)
+
+
 def main() -> None:
+    global CODE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bomb-gb", type=float, default=1.0, help="inflated size of the deflate bomb (GiB)")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to run the cases against")
+    parser.add_argument("--groups", default="", help="comma-separated groups (default: all)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
+    CODE = args.root.resolve()
+    import hostile_app
+    import hostile_commands
+
+    groups = in_process_groups(args.bomb_gb)
+    chosen = [name for name in args.groups.split(",") if name] or [*groups, "commands", "app"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="dcgan-hostile-bench-") as name:
         folder = Path(name)
-        groups = {"from_pretrained": model_cases, "convert (read_legacy)": lambda f: checkpoint_cases(f, args.bomb_gb),
-                  "decoding.decode": image_cases}
-        for group, make in groups.items():
-            sub = folder / group.split()[0]
+        os.environ["HF_DATASETS_CACHE"] = str(folder / "hf-datasets")  # datasets' Arrow copies go with the rest
+        for key in chosen:
+            sub = folder / key
             sub.mkdir()
-            cases = make(sub)
-            baseline = None
-            print(f"\n{group}\n  {'case':42s} {'peak MB':>8s} {'× base':>7s} {'s':>6s}  outcome")
-            for label, body in cases:
-                peak, seconds, outcome = measure(body)
-                outcome = outcome.replace(str(sub) + "/", "")
-                baseline = peak if baseline is None else baseline
-                ratio = peak / baseline if baseline else float("nan")
-                print(f"  {label:42s} {peak:8.0f} {ratio:7.2f} {seconds:6.2f}  {outcome}")
-                rows.append({"group": group, "case": label, "peak_mb": peak, "ratio": ratio, "seconds": seconds,
-                             "outcome": outcome})
+            if key in groups:
+                label, make = groups[key]
+                rows += run_in_process(label, make, sub)
+            elif key == "commands":
+                found = [{"group": "commands", **row} for row in hostile_commands.command_rows(CODE, sub)]
+                print_rows("whole commands (peak of the command's process)", found)
+                rows += found
+            elif key == "app":
+                model = sub / "model"
+                Generator(ngf=16).save_pretrained(model)
+                found = [{"group": "app", **row} for row in hostile_app.app_rows(CODE, model)]
+                print_rows("app.py (peak and resident size after, above the server's size before each case)",
+                           [{**row, "outcome": f"{row['outcome']} (resident after +{row['after_mb']:.0f} MB)"}
+                            for row in found])
+                rows += found
+            else:
+                raise SystemExit(f"unknown group {key!r}; groups: {', '.join([*groups, 'commands', 'app'])}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

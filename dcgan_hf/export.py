@@ -5,7 +5,11 @@ in [-1, 1] (eval mode: BatchNorm folded to its running statistics), with a dynam
 dimension. After writing, the file is checked with ``onnx.checker`` and run under
 ``onnxruntime`` beside PyTorch on the same latents; the export fails unless they agree within
 ``tolerance`` (1e-4). ``onnx``, ``onnxscript`` (torch's exporter) and ``onnxruntime`` are the
-optional extra ``dcgan_hf[onnx]``, imported only here.
+optional extra ``dcgan_hf[onnx]``, imported only here. ``--opset`` must be one the installed
+``onnx`` defines, and the file must carry the opset asked for (torch silently keeps its default
+when it cannot convert). Memory is checked first: an export holds ~5.5× the weights at once
+(~5 GB for the largest allowed generator, nz=1024, ngf=512), and a process without that room
+gets a message instead of a crash in native code.
 
     python -m dcgan_hf export dcgan_hf/pretrained/celeba64 faces.onnx
     python -m dcgan_hf export user/dcgan-celeba@epoch-5 faces.onnx
@@ -21,7 +25,9 @@ import copy
 import io
 import logging
 import os
+import math
 import re
+import resource
 import sys
 import warnings
 from pathlib import Path
@@ -38,6 +44,8 @@ TOLERANCE = 1e-4
 CHECK_SEEDS = (0, 1, 2, 3, 4)  # an odd batch: a graph that only works at the export batch size fails here
 INSTALL_HINT = "pip install 'dcgan_hf[onnx]'"
 MAX_BATCH = 65536
+EXPORT_MEMORY = 6.5  # peak resident memory of an export, in multiples of the weights' bytes (measured: ≤ 5.5)
+EXPORT_ADDRESS_SPACE = 8.0  # peak address space, likewise (measured: ≤ 7.1)
 
 
 class ExportError(RuntimeError):
@@ -71,9 +79,11 @@ def export_onnx(
 ) -> float:
     """Write ``generator`` as an ONNX graph to ``path`` (atomically); return its largest difference from PyTorch.
 
-    Raises :class:`ExportError` for anything that is not a DCGAN generator, for a graph torch
-    cannot export, and (with ``verify``) for outputs that differ from PyTorch by more than
-    ``tolerance`` under onnxruntime.
+    Raises :class:`ExportError` for anything that is not a DCGAN generator, for an opset outside
+    what the installed ``onnx`` knows or one torch cannot convert the graph to, for a model
+    this process has not the memory to export (checked before anything is allocated), for a
+    graph torch cannot export, and (with ``verify``) for outputs that differ from PyTorch by
+    more than ``tolerance`` under onnxruntime.
     """
     data, difference = onnx_bytes(generator, opset=opset, tolerance=tolerance, verify=verify)
     write_atomic(path, data)
@@ -91,7 +101,86 @@ def onnx_bytes(
         raise ExportError(f"only a dcgan_hf Generator (with .main and .nz) can be exported, got {type(generator).__name__}")
     for module in ("onnx", "onnxscript"):
         _require(module)
+    check_opset(opset)
+    check_memory(generator)
     model = _LatentsToImages(generator).to("cpu", torch.float32).eval()
+    data = _graph_bytes(model, nz, opset, type(generator).__name__)
+    difference = _max_difference(model, nz, data) if verify else float("nan")
+    if verify and not difference <= tolerance:
+        raise ExportError(f"onnxruntime's output differs from PyTorch's by {difference:.3g} (> {tolerance:g}); "
+                          f"nothing written")
+    return data, difference
+
+
+def check_opset(opset: object) -> None:
+    """``opset`` must be None (torch's default) or a whole number the installed ``onnx`` defines."""
+    onnx = _require("onnx")
+
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and (type(opset) is not int or not 1 <= opset <= newest):
+        raise ExportError(f"--opset must be a whole number from 1 to {newest} (the newest this onnx "
+                          f"{onnx.__version__} knows), got {opset!r}")
+
+
+def check_memory(generator: nn.Module) -> None:
+    """Refuse, before anything is allocated, a generator this process has not the memory to export.
+
+    The export holds a copy of the weights, the serialized graph and onnxruntime's session
+    together (``bench/hostile_memory.py`` measures the peak at :data:`EXPORT_MEMORY` × the
+    weights' bytes, and the address space at :data:`EXPORT_ADDRESS_SPACE` ×); without room
+    for that, the process would be killed or crash in native code with no message.
+    """
+    weights = sum(tensor.numel() * tensor.element_size()
+                  for tensor in [*generator.parameters(), *generator.buffers()])
+    room = memory_room()
+    for need, (left, bound) in ((EXPORT_MEMORY * weights, room["memory"]),
+                                (EXPORT_ADDRESS_SPACE * weights, room["address space"])):
+        if need > left:
+            raise ExportError(
+                f"exporting this generator ({_size(weights)} of weights) needs about {_size(need)} more memory, "
+                f"and {_size(max(left, 0))} is left under {bound}; export it where more memory is free")
+
+
+def _size(count: float) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.0f} MB"
+
+
+def memory_room() -> dict[str, tuple[float, str]]:
+    """What this process may still allocate: resident memory and address space, each with what bounds it."""
+    status = _kib_fields("/proc/self/status")
+    memory = [(_kib_fields("/proc/meminfo").get("MemAvailable", math.inf), "the memory available on this machine")]
+    cgroup_max, cgroup_now = _read_number("/sys/fs/cgroup/memory.max"), _read_number("/sys/fs/cgroup/memory.current")
+    if cgroup_max is not None and cgroup_now is not None:
+        memory.append((cgroup_max - cgroup_now, "this container's memory limit"))
+    address = [(math.inf, "no address-space limit")]
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        address.append((soft - status.get("VmSize", 0), "this process's address-space limit (ulimit -v)"))
+    return {"memory": min(memory), "address space": min(address)}
+
+
+def _kib_fields(path: str) -> dict[str, float]:
+    """``Name: N kB`` lines of a /proc file, in bytes (empty where the file does not exist)."""
+    fields = {}
+    with contextlib.suppress(OSError):
+        for line in Path(path).read_text().splitlines():
+            name, _, value = line.partition(":")
+            parts = value.split()
+            if len(parts) == 2 and parts[1] == "kB" and parts[0].isdigit():
+                fields[name] = int(parts[0]) * 1024.0
+    return fields
+
+
+def _read_number(path: str) -> float | None:
+    with contextlib.suppress(OSError, ValueError):
+        return float(Path(path).read_text().strip())  # "max" (no limit) is a ValueError: None
+    return None
+
+
+def _graph_bytes(model: nn.Module, nz: int, opset: int | None, what: str) -> bytes:
+    """The exported graph, serialized and checked; the exporter's own copies are dropped on the way."""
+    import onnx
+
     example = latents(list(CHECK_SEEDS[:2]), nz)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     try:
@@ -102,19 +191,19 @@ def onnx_bytes(
             )
         proto = program.model_proto
     except Exception as error:  # noqa: BLE001 - torch.export/onnxscript raise many types; all mean "cannot export"
-        raise ExportError(f"torch cannot export this {type(generator).__name__} to ONNX: {_one_line(_root(error))}") from None
-    import onnx
-
+        raise ExportError(f"torch cannot export this {what} to ONNX: {_one_line(_root(error))}") from None
+    del program
+    written = {entry.domain or "ai.onnx": entry.version for entry in proto.opset_import}.get("ai.onnx")
+    data = proto.SerializeToString()
+    del proto
+    if opset is not None and written != opset:  # torch falls back to its default when it cannot convert
+        raise ExportError(f"torch could not convert the graph to opset {opset} (it wrote opset {written}); "
+                          f"nothing written: choose another --opset, or leave it out")
     try:
-        onnx.checker.check_model(proto, full_check=True)
+        onnx.checker.check_model(data, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
         raise ExportError(f"the exported graph is not valid ONNX: {_one_line(error)}") from None
-    data = proto.SerializeToString()
-    difference = max_difference(generator, data) if verify else float("nan")
-    if verify and not difference <= tolerance:
-        raise ExportError(f"onnxruntime's output differs from PyTorch's by {difference:.3g} (> {tolerance:g}); "
-                          f"nothing written")
-    return data, difference
+    return data
 
 
 def session(model: str | os.PathLike | bytes, threads: int = 0) -> Any:
@@ -130,8 +219,12 @@ def session(model: str | os.PathLike | bytes, threads: int = 0) -> Any:
 
 def max_difference(generator: nn.Module, model: str | os.PathLike | bytes, seeds: Sequence[int] = CHECK_SEEDS) -> float:
     """Largest absolute difference between PyTorch and onnxruntime outputs for ``seeds``' latents."""
-    z = latents(list(seeds), generator.nz)
-    reference_model = _LatentsToImages(generator).to("cpu", torch.float32).eval()
+    return _max_difference(_LatentsToImages(generator).to("cpu", torch.float32).eval(), generator.nz, model, seeds)
+
+
+def _max_difference(reference_model: nn.Module, nz: int, model: str | os.PathLike | bytes,
+                    seeds: Sequence[int] = CHECK_SEEDS) -> float:
+    z = latents(list(seeds), nz)
     with torch.inference_mode():
         expected = reference_model(z).numpy()
     (actual,) = session(model).run(["images"], {"z": z.numpy()})
@@ -142,18 +235,21 @@ def max_difference(generator: nn.Module, model: str | os.PathLike | bytes, seeds
 
 @contextlib.contextmanager
 def _quiet():
-    """torch.onnx reports each stage on stdout and warns about things we handle; keep the CLI's output ours."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]  # their passes log at INFO
+    """torch.onnx reports each stage on stdout and warns about things we handle (onnxscript's version
+    converter logs a traceback when it cannot reach an opset: the written opset is checked instead);
+    keep the CLI's (and the app's log: live mode exports at start-up) output ours."""
+    loggers = {name: logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")}
+    previous = {name: logger.level for name, logger in loggers.items()}
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        previous = [logger.level for logger in loggers]
-        for logger in loggers:
-            logger.setLevel(logging.ERROR)
+        loggers["torch.onnx"].setLevel(logging.ERROR)
+        loggers["onnx_ir"].setLevel(logging.ERROR)  # its passes log at INFO
+        loggers["onnxscript"].setLevel(logging.CRITICAL)
         try:
             yield
         finally:
-            for logger, level in zip(loggers, previous):
-                logger.setLevel(level)
+            for name, logger in loggers.items():
+                logger.setLevel(previous[name])
 
 
 def _root(error: BaseException) -> BaseException:
@@ -176,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("model", metavar="MODEL", help="a model folder or Hub repo id, optionally @revision")
     parser.add_argument("out", type=Path, metavar="OUT.onnx", help="the ONNX file to write")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's exporter default)")
+    parser.add_argument("--opset", type=int, default=None,
+                        help="ONNX opset, from 16 up to what the installed onnx knows (default: torch's exporter default)")
     parser.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip the onnxruntime-vs-PyTorch check (1e-4)")
     return parser
@@ -191,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: the output must be an .onnx file, got {args.out}", file=sys.stderr)
         return 2
     try:
+        check_opset(args.opset)  # before the model is loaded: a bad flag is refused at once
         generator = load_generator(args.model)
         difference = export_onnx(generator, args.out, opset=args.opset, verify=args.verify)
     except (ExportError, ModelLoadError, ValueError, OSError) as error:

@@ -12,10 +12,16 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path
 from typing import Iterator
+
+# The tail of every temporary name this package makes: ``.tmp-<pid>`` or ``.tmp-<8 hex>-<pid>``
+# (``.old-`` for a folder retired by replace_folder). A pid has at most 7 digits (Linux's
+# PID_MAX_LIMIT is 4194304); any other tail is someone else's file and is never touched.
+STALE_TAIL = re.compile(r"\.(?:tmp|old)-(?:[0-9a-f]{8}-)?([1-9][0-9]{0,6})")
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
@@ -60,16 +66,24 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def stale_pid(name: str) -> int | None:
+    """The writer's pid in a temporary name this package made (see :data:`STALE_TAIL`), else None."""
+    match = STALE_TAIL.search(name)
+    return int(match.group(1)) if match and match.end() == len(name) else None
+
+
 def remove_stale(folder: str | os.PathLike, pattern: str) -> list[Path]:
-    """Delete ``folder``'s entries matching ``pattern`` whose name ends in ``-<pid>`` of a dead process.
+    """Delete ``folder``'s entries matching ``pattern`` that this package named as temporaries
+    (``….tmp-[<8 hex>-]<pid>``, ``….old-…``) for a process that is no longer running.
 
     Staging files and folders carry their writer's pid, so what a crash, ``kill -9`` or a
-    full disk left behind can be told from what another live process is still writing.
+    full disk left behind can be told from what another live process is still writing. A
+    name with any other tail (``.out.tmp-mywork``, a 30-digit "pid") was not made here: kept.
     """
     removed = []
     for stale in Path(folder).glob(pattern):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and process_alive(int(pid)):
+        pid = stale_pid(stale.name)
+        if pid is None or process_alive(pid):
             continue
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)

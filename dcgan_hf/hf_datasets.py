@@ -32,7 +32,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from . import image_cache
-from .decoding import decode_or_reason, read_file
+from .decoding import MAX_FILE_BYTES, decode_or_reason, read_file
 from .image_cache import CACHE_FORMAT, DataError, ImageCache
 
 HUB_PREFIX = "hf://datasets/"
@@ -40,6 +40,7 @@ METADATA_FILES = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
 SAVE_TO_DISK_MARKERS = (("dataset_dict.json",), ("state.json", "dataset_info.json"))
 COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 INSTALL_HINT = "pip install 'dcgan_hf[datasets]'"
+TASK_BYTES = 64 * 2**20  # encoded bytes handed to one decode task (a larger row goes alone)
 
 
 class DatasetSourceError(DataError):
@@ -207,7 +208,7 @@ def _quiet(progress: bool) -> Iterator[None]:
 def load_split(spec: DatasetSpec, split: str, revision: str | None = None) -> Any:
     """The ``datasets.Dataset`` of one split; every failure is a one-line DatasetSourceError."""
     datasets = _import_datasets()
-    from datasets.exceptions import DatasetNotFoundError
+    from datasets.exceptions import DatasetNotFoundError, DatasetsError
 
     where = spec.label if spec.kind != "hub" else f"{HUB_PREFIX}{spec.location}@{revision}"
     try:
@@ -233,8 +234,10 @@ def load_split(spec: DatasetSpec, split: str, revision: str | None = None) -> An
         if "corresponds to no data" in str(error):  # what `datasets` says of a split with no rows
             raise DatasetSourceError(f"split {split!r} of {where} is empty") from None
         raise DatasetSourceError(f"{where}: {_one_line(error)}") from None
-    except (OSError, RuntimeError, *_transport_errors()) as error:
-        raise DatasetSourceError(f"cannot load {where}: {type(error).__name__}: {_one_line(error)}") from None
+    except (OSError, RuntimeError, DatasetsError, *_transport_errors()) as error:
+        # DatasetGenerationError says only "An error occurred while generating the dataset": the reason is its cause
+        reason = _innermost(error)
+        raise DatasetSourceError(f"cannot load {where}: {type(reason).__name__}: {_one_line(reason)}") from None
 
 
 def find_image_column(features: Any, wanted: str | None, where: str) -> str:
@@ -274,15 +277,61 @@ def encoded_images(dataset: Any, column: str, where: str) -> Any:
 # -- decoding into the uint8 cache ------------------------------------------------------------
 
 
-def _decode_records(task: tuple[Sequence[bytes | str | None], int]) -> list[np.ndarray | str]:
+@dataclass(frozen=True)
+class Oversized:
+    """A row whose bytes are over the bound: it is skipped by its size (from Arrow), never materialised."""
+
+    size: int
+
+
+def payload_sizes(records: Any, column: str) -> np.ndarray:
+    """Each row's encoded size in bytes, from the Arrow lengths of the memory-mapped table (no row is
+    read or copied); 0 for rows that hold a path instead of bytes."""
+    import pyarrow.compute as pc
+
+    chunks = records.data.column(column).chunks
+    lengths = [pc.binary_length(chunk.field("bytes")).fill_null(0).to_numpy(zero_copy_only=False) for chunk in chunks]
+    sizes = np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, dtype=np.int64)
+    indices = getattr(records, "_indices", None)  # a selection or shuffle maps rows onto the table
+    return sizes[indices.column(0).to_numpy()] if indices is not None else sizes
+
+
+def task_spans(sizes: np.ndarray, max_rows: int = image_cache.MAX_CHUNK,
+               max_bytes: int = TASK_BYTES) -> list[tuple[int, int]]:
+    """Consecutive rows per decode task: at most ``max_rows``, and at most ``max_bytes`` of encoded data
+    unless one row alone is larger (rows over :data:`MAX_FILE_BYTES` weigh nothing: they are not read)."""
+    weights = np.where(sizes > MAX_FILE_BYTES, 0, sizes)
+    spans, start, held = [], 0, 0
+    for index, weight in enumerate(weights.tolist()):
+        if index > start and (index - start >= max_rows or held + weight > max_bytes):
+            spans.append((start, index))
+            start, held = index, 0
+        held += weight
+    if start < len(weights):
+        spans.append((start, len(weights)))
+    return spans
+
+
+def _payloads(records: Any, column: str, sizes: np.ndarray, start: int, stop: int,
+              local: bool) -> list[bytes | str | None | Oversized]:
+    """Rows [start, stop) for a decode worker, oversized ones as :class:`Oversized` (only the rest are read)."""
+    wanted = [index for index in range(start, stop) if sizes[index] <= MAX_FILE_BYTES]
+    fetched = iter(records[wanted][column] if wanted else [])
+    return [_payload(next(fetched), local) if sizes[index] <= MAX_FILE_BYTES else Oversized(int(sizes[index]))
+            for index in range(start, stop)]
+
+
+def _decode_records(task: tuple[Sequence[bytes | str | None | Oversized], int]) -> list[np.ndarray | str]:
     """Worker: encoded bytes (or a local file path) → uint8 image, or the error as a str."""
     payloads, resolution = task
     return [decode_or_reason(functools.partial(_read_payload, payload), resolution) for payload in payloads]
 
 
-def _read_payload(payload: bytes | str | None) -> bytes:
+def _read_payload(payload: bytes | str | None | Oversized) -> bytes:
     if payload is None:
         raise ValueError("the row holds no image bytes")
+    if isinstance(payload, Oversized):
+        raise ValueError(f"{payload.size:,} bytes, more than {MAX_FILE_BYTES:,}: not read")
     return read_file(payload) if isinstance(payload, str) else payload
 
 
@@ -295,6 +344,36 @@ def _payload(record: dict[str, Any] | None, local: bool) -> bytes | str | None:
         return record["bytes"]
     path = record.get("path")
     return path if local and path and os.path.isfile(path) else None
+
+
+def _release_arrow_memory() -> None:
+    """Hand back to the OS what Arrow's allocator kept after `datasets` converted the files (as much as
+    the largest row group: 800 MB for one of 400 MB), before the rows are read and decoded."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
+def check_parquet_rows(folder: Path) -> None:
+    """Refuse a parquet dataset without rows before `datasets` reads it (a zero-row row group makes
+    it fail deep inside with "BatchSize must be greater than 0"); footers only, no data is read."""
+    import pyarrow.parquet as pq
+
+    files = [path for level in (folder, *_subfolders(folder)) for path in sorted(level.glob("*.parquet"))]
+    rows, empty = 0, []
+    for path in files:
+        try:
+            metadata = pq.read_metadata(path)
+        except (OSError, ValueError) as error:  # ArrowInvalid is a ValueError
+            raise DatasetSourceError(f"{path}: not a readable parquet file ({_one_line(error)})") from None
+        rows += metadata.num_rows
+        if any(metadata.row_group(group).num_rows == 0 for group in range(metadata.num_row_groups)):
+            empty.append(path.name)
+    if files and rows == 0:
+        raise DatasetSourceError(f"{folder} holds no rows (its {len(files)} parquet file(s) are empty)")
+    if empty:
+        raise DatasetSourceError(f"{folder}: {', '.join(empty[:3])} hold(s) an empty row group, which `datasets` "
+                                 f"cannot read; rewrite or remove them")
 
 
 def load_cache(
@@ -319,6 +398,8 @@ def load_cache(
     if cached is not None:
         return cached
     _import_datasets()
+    if spec.kind == "files":
+        check_parquet_rows(Path(spec.location))
     with _quiet(progress):
         dataset = load_split(spec, split, revision)
     where = f"split {split!r} of {label}"
@@ -326,14 +407,17 @@ def load_cache(
         raise DatasetSourceError(f"{where} is empty")
     column = find_image_column(dataset.features, image_column, where)
     records = encoded_images(dataset, column, where)
+    sizes = payload_sizes(records, column)
+    _release_arrow_memory()
     local = spec.kind != "hub"
     decoding = image_cache.Decoding(
         count=len(records),
-        task=lambda start, stop: ([_payload(record, local) for record in records[start:stop][column]], resolution),
+        task=lambda start, stop: (_payloads(records, column, sizes, start, stop, local), resolution),
         worker=_decode_records,
         name=lambda index: f"row {index}",
         label=where,
         unit="rows",
+        spans=task_spans(sizes),
     )
     source = spec.label if revision is None else f"{HUB_PREFIX}{spec.location}@{revision}"
     meta = {"source": source, "kind": f"datasets-{spec.kind}", "revision": revision, "split": split,
@@ -344,3 +428,9 @@ def load_cache(
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())[:300]
+
+
+def _innermost(error: BaseException) -> BaseException:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error

@@ -91,7 +91,9 @@ class Decoding:
 
     ``task(start, stop)`` makes the (picklable) task for items [start, stop); ``worker`` is a
     module-level function turning it into one image or one reason per item; ``name(index)``
-    is how skip notes and errors name an item ("a/b.jpg", "row 7").
+    is how skip notes and errors name an item ("a/b.jpg", "row 7"). ``spans``: the [start, stop)
+    of each task when the source sizes them itself (by bytes, say); by default up to
+    :data:`MAX_CHUNK` items each, enough to keep every worker busy.
     """
 
     count: int
@@ -100,6 +102,13 @@ class Decoding:
     name: Callable[[int], str]
     label: str  # the source, for the progress bar and messages
     unit: str = "files"
+    spans: Sequence[tuple[int, int]] | None = None
+
+    def task_spans(self, workers: int) -> list[tuple[int, int]]:
+        if self.spans is not None:
+            return list(self.spans)
+        chunk = max(1, min(MAX_CHUNK, self.count // (workers * 4)))
+        return [(start, min(start + chunk, self.count)) for start in range(0, self.count, chunk)]
 
 
 def cache_files(cache_dir: str | os.PathLike | None, key: str) -> tuple[Path, Path]:
@@ -109,13 +118,24 @@ def cache_files(cache_dir: str | os.PathLike | None, key: str) -> tuple[Path, Pa
 
 
 def reuse(cache_dir: str | os.PathLike | None, key: str, *, unit: str = "files") -> ImageCache | None:
-    """The cache under ``key`` when both its files exist (memory-mapped copy-on-write: writable for
-    torch, never written back), else None."""
+    """The cache under ``key`` when it is complete (memory-mapped copy-on-write: writable for torch,
+    never written back), else None.
+
+    The ``.json`` is what makes a cache complete (see :func:`build`): an ``.npy`` without it, or a
+    pair that does not agree (damaged, another format), is no cache and is decoded again.
+    """
     array_path, meta_path = cache_files(cache_dir, key)
     if not (array_path.is_file() and meta_path.is_file()):
         return None
-    meta = json.loads(meta_path.read_text())
-    images = np.load(array_path, mmap_mode="c")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        images = np.load(array_path, mmap_mode="c")
+        if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT or images.dtype != np.uint8 \
+                or images.ndim != 4 or images.shape[0] != meta.get("count"):
+            raise ValueError("the images and their description do not agree")
+    except (OSError, ValueError) as error:  # JSONDecodeError and a damaged .npy header are ValueErrors
+        log.warning("ignoring the image cache %s (%s); decoding again", array_path, error)
+        return None
     source, skipped = meta.get("source", ""), meta.get("skipped", [])
     log.info("reusing image cache %s (%d images from %s)", array_path, len(images), source)
     report_skipped(skipped, len(images), source, unit)
@@ -141,20 +161,35 @@ def build(
     """Decode every item into a new cache under ``key`` and describe it.
 
     ``meta`` (``source`` first) starts the ``.json``; count, resolution, skip notes (``skipped``,
-    found before decoding, then the unreadable items) and the format follow.
+    found before decoding, then the unreadable items) and the format follow. The images are
+    decoded into a staging file, the ``.json`` is written (atomically) and only then is the
+    ``.npy`` renamed into place, so a full disk or a crash leaves no cache at all, or a ``.json``
+    alone, which :func:`reuse` ignores; what an earlier run left under ``key`` is removed first
+    (it was not reused, and its disk space may be what this build needs). A failure to write is
+    a DataError saying so.
     """
     array_path, meta_path = cache_files(cache_dir, key)
     array_path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(array_path.parent, CACHE_STAGING)  # what a killed run left (each a partial copy of the data)
-    images, unreadable = _write_array(decoding, array_path, resolution, workers or len(os.sched_getaffinity(0)),
-                                      progress)
-    notes = list(skipped) + unreadable
-    content = content_fingerprint(images)
-    description = {**meta, "count": len(images), "resolution": resolution, "skipped": notes, "format": CACHE_FORMAT,
-                   "content": content, "content_count": len(images)}
-    write_atomic(meta_path, json.dumps(description, indent=1))
-    report_skipped(notes, len(images), decoding.label, decoding.unit)
-    return ImageCache(images, key, meta["source"], notes, content=content)
+    array_path.unlink(missing_ok=True)  # an incomplete or disagreeing pair that reuse() refused
+    meta_path.unlink(missing_ok=True)
+    tmp = _staging_path(array_path)
+    try:
+        count, unreadable = _write_array(decoding, tmp, array_path, resolution,
+                                         workers or len(os.sched_getaffinity(0)), progress)
+        notes = list(skipped) + unreadable
+        content = content_fingerprint(np.load(tmp, mmap_mode="r"))
+        description = {**meta, "count": count, "resolution": resolution, "skipped": notes, "format": CACHE_FORMAT,
+                       "content": content, "content_count": count}
+        write_atomic(meta_path, json.dumps(description, indent=1))
+        os.replace(tmp, array_path)
+    except OSError as error:
+        meta_path.unlink(missing_ok=True)
+        raise DataError(_write_failed(array_path.parent, error)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    report_skipped(notes, count, decoding.label, decoding.unit)
+    return ImageCache(np.load(array_path, mmap_mode="c"), key, meta["source"], notes, content=content)
 
 
 def report_skipped(skipped: Sequence[str], used: int, source: str, unit: str = "files") -> None:
@@ -164,48 +199,43 @@ def report_skipped(skipped: Sequence[str], used: int, source: str, unit: str = "
 
 
 def _write_array(
-    decoding: Decoding, array_path: Path, resolution: int, workers: int, progress: bool
-) -> tuple[np.ndarray, list[str]]:
-    """Decode into a staging file beside ``array_path``, compact it to the good images, rename it."""
+    decoding: Decoding, tmp: Path, array_path: Path, resolution: int, workers: int, progress: bool
+) -> tuple[int, list[str]]:
+    """Decode into the staging file ``tmp`` (for ``array_path``), compacted to the good images; their
+    count and the skip notes."""
     count = decoding.count
-    chunk = max(1, min(MAX_CHUNK, count // (workers * 4)))
-    starts = range(0, count, chunk)
-    tasks = (decoding.task(start, min(start + chunk, count)) for start in starts)
-    tmp = _staging_path(array_path)
-    try:
-        out = _reserved_memmap(tmp, (count, resolution, resolution, 3))
-        written, skipped = 0, []
-        bar = tqdm(total=count, desc=f"decoding {decoding.label}", unit="img", disable=not progress)
-        with contextlib.closing(map_in_workers(decoding.worker, tasks, workers if count > chunk else 1)) as results:
-            for start, decoded in zip(starts, results):
-                for index, item in enumerate(decoded, start):
-                    if isinstance(item, str):
-                        skipped.append(f"{decoding.name(index)} ({item})")
-                    else:
-                        out[written] = item
-                        written += 1
-                bar.update(len(decoded))
-        bar.close()
-        if written == 0:
-            raise DataError(f"none of the {count} {decoding.unit} in {decoding.label} could be read as an image: "
-                            f"{'; '.join(skipped[:3])}")
-        out.flush()
-        del out
-        if written < count:  # compact: the array on disk must hold exactly the good images
-            full = np.load(tmp, mmap_mode="r")
-            compact_path = _staging_path(array_path)
-            try:
-                compact = _reserved_memmap(compact_path, (written,) + full.shape[1:])
-                compact[:] = full[:written]
-                compact.flush()
-                del compact, full
-                os.replace(compact_path, tmp)
-            finally:
-                compact_path.unlink(missing_ok=True)
-        os.replace(tmp, array_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return np.load(array_path, mmap_mode="c"), skipped
+    spans = decoding.task_spans(workers)
+    tasks = (decoding.task(start, stop) for start, stop in spans)
+    out = _reserved_memmap(tmp, (count, resolution, resolution, 3))
+    written, skipped = 0, []
+    bar = tqdm(total=count, desc=f"decoding {decoding.label}", unit="img", disable=not progress)
+    with contextlib.closing(map_in_workers(decoding.worker, tasks, workers if len(spans) > 1 else 1)) as results:
+        for (start, _), decoded in zip(spans, results):
+            for index, item in enumerate(decoded, start):
+                if isinstance(item, str):
+                    skipped.append(f"{decoding.name(index)} ({item})")
+                else:
+                    out[written] = item
+                    written += 1
+            bar.update(len(decoded))
+    bar.close()
+    if written == 0:
+        raise DataError(f"none of the {count} {decoding.unit} in {decoding.label} could be read as an image: "
+                        f"{'; '.join(skipped[:3])}")
+    out.flush()
+    del out
+    if written < count:  # compact: the array on disk must hold exactly the good images
+        full = np.load(tmp, mmap_mode="r")
+        compact_path = _staging_path(array_path)
+        try:
+            compact = _reserved_memmap(compact_path, (written,) + full.shape[1:])
+            compact[:] = full[:written]
+            compact.flush()
+            del compact, full
+            os.replace(compact_path, tmp)
+        finally:
+            compact_path.unlink(missing_ok=True)
+    return written, skipped
 
 
 def _staging_path(array_path: Path) -> Path:
@@ -236,6 +266,16 @@ def _reserved_memmap(path: Path, shape: tuple[int, ...]) -> np.memmap:
         finally:
             os.close(fd)
     return array
+
+
+def _write_failed(folder: Path, error: OSError) -> str:
+    """One line for a cache that could not be written (the disk filled up while decoding, a read-only folder)."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = shutil.disk_usage(folder).free
+        return (f"the disk holding the image cache in {folder} filled up while it was written ({free / 2**20:.1f} MiB "
+                f"free now); nothing was kept: free some space, or put the cache on a larger disk with "
+                f"--data-cache DIR (or DCGAN_HF_CACHE)")
+    return f"could not write the image cache in {folder}: {error.strerror or error} ({type(error).__name__})"
 
 
 def _no_space(folder: Path, needed: int, free: int) -> str:

@@ -7,10 +7,8 @@ pytorch/examples, so their checkpoints load key for key (``main.0.weight`` …).
 from __future__ import annotations
 
 import json
-import math
 import os
 import reprlib
-from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -21,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
+from . import bounded_json
 from . import card as model_card
 from . import directions as latent_directions
 from .errors import ModelLoadError
@@ -46,6 +45,7 @@ HUB_METADATA: dict[str, Any] = dict(
 SIZE_LIMITS: dict[str, int] = {"nz": 1024, "ngf": 512, "ndf": 512, "nc": 4}
 CONFIG_MAX_BYTES = 64 * 1024  # ours is ~80 bytes; read no more than this
 CONFIG_MAX_DEPTH = 8  # ours is one flat object; deeper JSON is refused before parsing
+CONFIG_JSON = bounded_json.JSONLimits(CONFIG_MAX_BYTES, CONFIG_MAX_DEPTH, max_values=4096)
 HEADER_MAX_BYTES = 1024 * 1024  # a safetensors header (JSON); a DCGAN's is ~3 KB
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -118,54 +118,9 @@ def read_config(path: str | os.PathLike, source: str) -> Any:
             raw = handle.read(CONFIG_MAX_BYTES + 1)
         if len(raw) > CONFIG_MAX_BYTES:
             raise ValueError(f"larger than {CONFIG_MAX_BYTES:,} bytes; a DCGAN config is a few lines")
-        text = raw.decode("utf-8")
-        depth = _json_depth(text)
-        if depth > CONFIG_MAX_DEPTH:
-            raise ValueError(f"nested {depth} levels deep (at most {CONFIG_MAX_DEPTH})")
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant,
-                          parse_float=_finite_float)
+        return bounded_json.loads(raw, CONFIG_JSON)
     except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError, too many digits…
         raise ModelLoadError(f"{source}: unreadable config.json ({error})") from error
-
-
-def _json_depth(text: str) -> int:
-    """The deepest nesting of [ and { outside strings: checked before json.loads recurses."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    repeated = sorted(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
-    if repeated:
-        raise ValueError(f"duplicate keys {repeated}")
-    return dict(pairs)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text} is out of range")
-    return value
 
 
 def read_safetensors_header(path: str | os.PathLike, label: str) -> dict[str, TensorSpec]:

@@ -7,6 +7,13 @@ nothing is decoded until the header has been read and judged: byte size, magic b
 ``dcgan_hf.decoding`` (the training images' rules, with a photo's shape), and only then
 the pixels. The crop is the training transform (``dcgan_hf.decoding.transform_for``: short
 side to 64, centre crop), so a face is framed as the training faces were.
+
+A request's memory stays under ~100 MB whatever the photo: a JPEG is decoded at 1/2…1/8
+scale by the decoder itself (``draft``); PNG and WebP have no such mode, so what the full
+decode and the shrink after it would hold is judged from the header and bounded
+(:data:`MAX_DECODE_BYTES`, 80 MB: a 20-megapixel RGB PNG, 10 with transparency, a 5-megapixel
+WebP). The decoded image is shrunk at once (short side to 256-511) and everything after
+(rotation, transparency, crop, preview) works on that.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .decoding import ImageLimits, ImageSizeError, open_image, transform_for
 
@@ -29,7 +36,16 @@ MAX_BYTES = 10 * 1024 * 1024  # 10 MB: any phone photo; the upload route is capp
 LIMITS = ImageLimits("photos", max_aspect=4.0, min_side=32, max_side=12_000)
 RESOLUTION = 64
 PREVIEW_SIDE = 256
-DECODE_SHORT_SIDE = 256  # big JPEGs are decoded at 1/2…1/8 scale, never below this short side
+DECODE_SHORT_SIDE = 256  # big photos are decoded (JPEG) or shrunk (others) to a short side of 256-511
+MAX_DECODE_BYTES = 80 * 2**20  # what decoding and shrinking one photo may hold at once
+# How many copies of the pixels each decoder holds at its peak (bench/hostile_memory.py): Pillow's
+# WebP decoder keeps libwebp's buffer, a bytes copy and the image; JPEG and PNG decode in place.
+DECODER_COPIES = {"JPEG": 1, "PNG": 1, "WebP": 4}
+ORIENTATION = 0x0112  # the EXIF tag phones store instead of rotating the pixels
+TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+             5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+             8: Image.Transpose.ROTATE_90}  # as ImageOps.exif_transpose
+UNAVERAGED = ("1", "P", "PA")  # palette indices (and bits) cannot be averaged: converted before shrinking
 FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP"}
 ACCEPTED = "a JPEG, PNG or WebP photo"
 
@@ -104,17 +120,55 @@ def load_photo(data: bytes) -> Photo:
 
 
 def _decode_rgb(image: Image.Image, kind: str) -> Image.Image:
+    """The upright photo as RGB (transparency on white), short side at most 2 × DECODE_SHORT_SIDE."""
     if kind == "JPEG":  # decode at a reduced scale when the photo is far bigger than needed
         scale = min(image.size) / DECODE_SHORT_SIDE
         if scale >= 2:
             image.draft("RGB", (int(image.size[0] / scale), int(image.size[1] / scale)))
+    check_decode_cost(image, FORMATS[kind])
     image.load()  # truncated files fail here, not half-decoded later
-    upright = ImageOps.exif_transpose(image)  # phone photos are stored sideways with a rotation tag
-    if upright.mode in ("RGBA", "LA", "PA") or (upright.mode == "P" and "transparency" in upright.info):
-        rgba = upright.convert("RGBA")
+    orientation = image.getexif().get(ORIENTATION, 1)
+    small = _shrunk(image)
+    if orientation in TRANSPOSE:  # phone photos are stored sideways with a rotation tag
+        small = small.transpose(TRANSPOSE[orientation])
+    if small.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (small.mode == "P" and "transparency" in small.info):
+        rgba = small.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return upright.convert("RGB")
+    return small.convert("RGB")
+
+
+def decode_cost(name: str, mode: str, size: tuple[int, int], transparent: bool = False) -> int:
+    """Bytes held at once to decode a ``name`` (JPEG, PNG, WebP) image of ``mode`` and ``size`` and
+    shrink it (:func:`_shrunk`): PIL keeps 1 byte a pixel for L and P, 2 for 16-bit, 4 for the rest."""
+    stored = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+    held = stored * DECODER_COPIES[name]
+    if mode in UNAVERAGED or mode.startswith("I;16"):  # converted before averaging
+        held += 4
+        mode = "RGBA" if mode == "PA" or transparent else "RGB"
+    if mode in ("LA", "RGBA"):  # reduce() premultiplies the alpha into a copy
+        held += 4
+    return size[0] * size[1] * held
+
+
+def check_decode_cost(image: Image.Image, name: str) -> None:
+    """PhotoError when decoding ``image`` at its (possibly reduced) size would hold more than MAX_DECODE_BYTES."""
+    cost = decode_cost(name, image.mode, image.size, "transparency" in image.info)
+    if cost > MAX_DECODE_BYTES:
+        width, height = image.size
+        raise PhotoError(f"the {name} is {width}×{height} pixels: decoding it would take {cost / 2**20:.0f} MB, and a "
+                         f"photo may take at most {MAX_DECODE_BYTES // 2**20} MB; a smaller one, or a JPEG, works")
+
+
+def _shrunk(image: Image.Image) -> Image.Image:
+    """``image`` reduced by a whole factor (box average) to a short side of DECODE_SHORT_SIDE…2×; the
+    full-size image is dropped as soon as the small one exists."""
+    factor = min(image.size) // DECODE_SHORT_SIDE
+    if factor < 2:
+        return image
+    if image.mode in UNAVERAGED or image.mode.startswith("I;16"):
+        image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
+    return image.reduce(factor)
 
 
 def photo_from_file(path: str | os.PathLike) -> Photo:

@@ -1,38 +1,42 @@
-"""An ASGI middleware in front of Gradio's routes that would skip the queue or take any file.
+"""An ASGI middleware in front of every Gradio route: bodies bounded and timed, the queue never
+skipped, uploads owned and bounded per client, calls checked before Gradio sees them.
 
-Every model call must wait its turn in the queue (4 running, 64 waiting). Gradio's direct
-``POST /gradio_api/run/<name>`` (and its ``/api/<name>`` alias) runs a function at once;
-``queue(api_open=False)`` closes it for queued events, but browser-only events (a bit of
-JavaScript, no Python) still answer there with ``{"error": null}``. So the guard closes both
-prefixes outright, with a message saying where to go instead (``gradio_client``, or
-``/gradio_api/call/<name>``, which queues). A ``call`` to a name the app does not have gets a
-404 naming the ones it has (Gradio itself answers a bare 500).
+- **Every request's body** is bounded before it is read: a declared length over the bound is
+  refused at once (413), and the body is counted as it arrives (a missing or lying length gets
+  no further); it must keep arriving (408 after ``read_timeout_s`` without data, or when it is
+  slower than ``min_rate`` overall), so a stalled client cannot hold a slot. The bound is
+  ``max_body_bytes`` (256 kB: JSON values and file references, never file contents) on every
+  route, ``/gradio_api/reset``, ``/cancel``, ``/component_server``, ``/login`` included, and
+  one photo (plus the multipart framing) on the upload route.
+- **Direct calls** (``POST /gradio_api/run/<name>``, ``/api/<name>``) run a function without
+  queueing; they are closed with a message saying where to go instead (``gradio_client``, or
+  ``/gradio_api/call/<name>``, which queues). ``/gradio_api/process_recording`` (a screen
+  recorder this app does not have) answers 404.
+- **Calls** (``/gradio_api/call/[v2/]<name>``, ``/queue/join``) are checked against the app's own
+  API (:class:`dcgan_hf.api_calls.ApiShapes`): an unknown name, a wrong number of values, an
+  unknown keyword, a file given by URL each get a 4xx and one sentence.
+- **Uploads** are images only (by their first bytes), renamed to fresh names and recorded in an
+  :class:`dcgan_hf.uploads.UploadLedger`, so each belongs to the request that made it; each
+  client may have a few in flight and a bounded volume a minute (:class:`UploadPolicy`).
 
-Gradio's ``/gradio_api/upload`` stores any file a client sends (its ``max_file_size`` caps
-the size, nothing checks the type), and ``/gradio_api/process_recording`` takes videos for a
-screen recorder this app does not have. The demo's only upload is a face photo, so:
-
-- ``process_recording`` answers 404;
-- an upload whose declared length exceeds the cap is refused (413) before a byte is read;
-- otherwise the body is read into memory (at most the cap, counted as it arrives: a lying
-  or missing Content-Length gets no further), every file part must start with the magic
-  bytes of a JPEG, PNG or WebP (415 otherwise), and only then is the body passed on;
-- at most ``max_concurrent`` uploads are held in memory at once (503 beyond), so memory
-  stays bounded by ``max_concurrent × max_bytes``.
-
-A queued call (``/gradio_api/queue/join``, ``/gradio_api/call/<name>``) carries JSON only: it
-is bounded to 256 kB, and a file given by URL instead of by upload is refused, since Gradio
-would download it into its cache, at any size, before the handler runs.
+Every bound is a :class:`GuardSettings` field, read from ``DCGAN_*`` environment variables
+(README, "Hardening").
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import re
-from typing import Any, Awaitable, Callable, Collection
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping
 
-from .photos import ACCEPTED, sniff_format
+from .api_calls import ApiShapes
+from .photos import MAX_BYTES
+from .uploads import Charge, UploadLedger, UploadPolicy, UploadRefused, rebuild_upload
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -40,129 +44,209 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+logger = logging.getLogger(__name__)
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file itself
-MAX_FILES = 4  # per upload request; the page sends one
-MAX_JOIN_BYTES = 256 * 1024  # a queued call's JSON: values and file references, never file contents
-DIRECT_CALLS_CLOSED = (
-    '{"error": "direct calls skip the queue and are closed here: use gradio_client, '
-    'or POST /gradio_api/call/<name> and read the result from its event stream"}'
-)
+MAX_RESPONSE_HELD = 1 << 20  # an upload's answer (a JSON list of paths) is held until it is recorded
+DIRECT_CALLS_CLOSED = ("direct calls skip the queue and are closed here: use gradio_client, "
+                       "or POST /gradio_api/call/<name> and read the result from its event stream")
+
+# environment variable → (GuardSettings field, scale to the field's unit)
+ENVIRONMENT = {
+    "DCGAN_MAX_BODY_KB": ("max_body_bytes", 1024),
+    "DCGAN_READ_TIMEOUT_S": ("read_timeout_s", 1),
+    "DCGAN_MIN_UPLOAD_KBPS": ("min_rate", 1024),
+    "DCGAN_TRUSTED_PROXIES": ("trusted_proxies", 1),
+    "DCGAN_UPLOADS_AT_ONCE": ("uploads.at_once", 1),
+    "DCGAN_UPLOADS_PER_CLIENT": ("uploads.per_client_at_once", 1),
+    "DCGAN_UPLOAD_MB_PER_MINUTE": ("uploads.bytes_per_minute", 2**20),
+    "DCGAN_PENDING_UPLOAD_MB": ("uploads.pending_bytes", 2**20),
+    "DCGAN_PENDING_UPLOAD_MB_PER_CLIENT": ("uploads.per_client_pending_bytes", 2**20),
+    "DCGAN_UPLOAD_TTL_S": ("uploads.ttl_s", 1),
+}
 
 
-class UploadRefused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
+@dataclass(frozen=True)
+class GuardSettings:
+    """The guard's bounds; defaults suit a public Space on one CPU."""
+
+    max_photo_bytes: int = MAX_BYTES
+    max_body_bytes: int = 256 * 1024  # every request but an upload
+    read_timeout_s: float = 10.0  # the longest wait for the next part of a body
+    min_rate: int = 32 * 1024  # bytes/s a body must average: an upload gets max(…) s to arrive
+    trusted_proxies: int = 0  # proxies in front of the app whose X-Forwarded-For names the client
+    uploads: UploadPolicy = field(default_factory=UploadPolicy)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "GuardSettings":
+        """Defaults, with each ``DCGAN_*`` variable that is set (a Space trusts its one proxy)."""
+        top: dict[str, Any] = {"trusted_proxies": 1 if environ.get("SPACE_ID") else 0}
+        nested: dict[str, Any] = {}
+        types = {spec.name: spec.type for spec in fields(cls)} | {spec.name: spec.type for spec in fields(UploadPolicy)}
+        for variable, (name, scale) in ENVIRONMENT.items():
+            if variable not in environ:
+                continue
+            key = name.split(".")[-1]
+            try:
+                value = float(environ[variable]) * scale
+                if not 0 <= value < 2**62 or (value == 0 and key != "trusted_proxies"):
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"{variable} must be a positive number, got {environ[variable]!r}") from None
+            value = int(value) if types[key] in ("int", int) else value
+            (nested if name.startswith("uploads.") else top)[key] = value
+        return cls(**top, uploads=UploadPolicy(**nested))
 
 
 class RouteGuard:
-    def __init__(
-        self, app: ASGIApp, max_bytes: int, max_concurrent: int = 8, api_names: Collection[str] | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, settings: GuardSettings | None = None, shapes: ApiShapes | None = None,
+                 ledger: UploadLedger | None = None) -> None:
         self.app = app
-        self.api_names = set(api_names) if api_names is not None else None
-        self.max_body = max_bytes + MULTIPART_OVERHEAD
-        self.max_bytes = max_bytes
-        self.slots = asyncio.Semaphore(max_concurrent)
+        self.settings = settings or GuardSettings()
+        self.shapes = shapes
+        self.ledger = ledger or UploadLedger(self.settings.uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST":
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "").rstrip("/")
-        if path.endswith("/process_recording"):
-            return await _reply(send, 404, "Not Found")
-        if re.search(r"/gradio_api/(run|api)/", path + "/"):
-            return await _reply(send, 404, DIRECT_CALLS_CLOSED, "application/json")
-        call = re.search(r"/gradio_api/call/(?:v2/)?([^/]+)$", path)
-        if call and self.api_names is not None and call.group(1) not in self.api_names:
-            # Gradio answers an unknown name with a bare 500
-            message = json.dumps({"error": f"no endpoint named {call.group(1)[:60]!r}; "
-                                           f"this app has {', '.join(sorted(self.api_names))}"})
-            return await _reply(send, 404, message, "application/json")
-        if call or path.endswith("/gradio_api/queue/join"):
-            try:
-                body = await _read_body(receive, MAX_JOIN_BYTES, "a request")
-                check_no_remote_files(body)
-            except UploadRefused as refused:
-                return await _reply(send, refused.status, json.dumps({"error": refused.message}), "application/json")
-            return await self.app(scope, _replay(body, receive), send)
-        if not path.endswith("/gradio_api/upload"):
-            return await self.app(scope, receive, send)
-        if self.slots.locked():
-            return await _reply(send, 503, "too many uploads at once; try again in a moment")
-        async with self.slots:
-            try:
-                body = await self._checked_body(scope, receive)
-            except UploadRefused as refused:
-                return await _reply(send, refused.status, refused.message)
-            await self.app(scope, _replay(body, receive), send)
+        post = scope.get("method") == "POST"
+        try:
+            if post and path.endswith("/process_recording"):
+                raise UploadRefused(404, "Not Found")
+            if post and re.search(r"/gradio_api/(run|api)/", path + "/"):
+                raise UploadRefused(404, DIRECT_CALLS_CLOSED)
+            if post and path.endswith("/gradio_api/upload"):
+                return await self._upload(scope, receive, send)
+            if not _has_body(scope):
+                return await self.app(scope, receive, send)
+            limit = self.settings.max_body_bytes
+            body = await self._read(scope, receive, limit, f"a request's body may be at most {limit // 1024} kB")
+            if post and self.shapes is not None:
+                self.shapes.check(path, body)
+        except UploadRefused as refused:
+            if refused.status in (429, 503):  # a proxy count set wrong shows here: every refusal from one address
+                logger.warning("refused %s from %s: %s", path, client_address(scope, self.settings.trusted_proxies),
+                               refused.message)
+            return await _reply(send, refused, json_body=not path.endswith("/gradio_api/upload"))
+        await self.app(scope, _replay(body, receive), send)
 
-    async def _checked_body(self, scope: Scope, receive: Receive) -> bytes:
-        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers", [])}
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body:
-            raise UploadRefused(413, f"photos may be at most {self.max_bytes // 2**20} MB")
-        match = re.search(r'boundary="?([^";,\s]{1,200})"?', headers.get("content-type", ""))
-        if not headers.get("content-type", "").startswith("multipart/form-data") or not match:
+    async def _read(self, scope: Scope, receive: Receive, limit: int, too_big: str, charge: Charge | None = None
+                    ) -> bytes:
+        """The whole body, refused (413) past ``limit`` and (408) when it stops or crawls; ``charge``
+        ends up at the bytes that arrived, whatever the outcome (a stalled upload costs what it sent)."""
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            raise UploadRefused(413, too_big)
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.read_timeout_s
+        deadline = loop.time() + timeout + (declared if declared is not None else limit) / self.settings.min_rate
+        chunks: list[bytes] = []
+        try:
+            return await self._collect(receive, chunks, limit, too_big, deadline)
+        finally:
+            if charge is not None:
+                charge.size = sum(map(len, chunks))
+
+    async def _collect(self, receive: Receive, chunks: list[bytes], limit: int, too_big: str, deadline: float) -> bytes:
+        loop, timeout, size = asyncio.get_running_loop(), self.settings.read_timeout_s, 0
+        while True:
+            wait = min(timeout, deadline - loop.time())
+            try:
+                if wait <= 0:
+                    raise asyncio.TimeoutError
+                message = await asyncio.wait_for(receive(), wait)
+            except asyncio.TimeoutError:
+                raise UploadRefused(408, f"the request's body stopped arriving (bodies must keep coming: at most "
+                                         f"{timeout:g} s without data, at least {self.settings.min_rate // 1024} "
+                                         f"kB/s overall)") from None
+            if message["type"] == "http.disconnect":
+                raise UploadRefused(400, "the request was cut off")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise UploadRefused(413, too_big)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Read (bounded), check and rename the upload's files, let Gradio store them, record them."""
+        limit = self.settings.max_photo_bytes + MULTIPART_OVERHEAD
+        too_big = f"photos may be at most {self.settings.max_photo_bytes // 2**20} MB"
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            raise UploadRefused(413, too_big)
+        content_type = _headers(scope).get("content-type", "")
+        boundary = re.search(r'boundary="?([^";,\s]{1,200})"?', content_type)
+        if not content_type.startswith("multipart/form-data") or not boundary:
             raise UploadRefused(400, "expected a multipart/form-data upload")
-        body = await _read_body(receive, self.max_body, f"photos may be at most {self.max_bytes // 2**20} MB")
-        check_parts(body, match.group(1).encode("latin-1"))
-        return body
+        client = client_address(scope, self.settings.trusted_proxies)
+        with self.ledger.admit(client, declared if declared is not None else limit) as charge:
+            body = await self._read(scope, receive, limit, too_big, charge)
+            rebuilt, rebuilt_type, names = rebuild_upload(body, boundary.group(1).encode("latin-1"))
+            del body
+            headers = [(key, value) for key, value in scope.get("headers", [])
+                       if key.lower() not in (b"content-type", b"content-length")]
+            headers += [(b"content-type", rebuilt_type.encode()), (b"content-length", str(len(rebuilt)).encode())]
+            held = _Held()
+            await self.app({**scope, "headers": headers}, _replay(rebuilt, receive), held.send)
+        self.ledger.record(client, held.stored_paths(set(names)))  # before the client learns the paths
+        await held.release(send)
 
 
-async def _read_body(receive: Receive, limit: int, what: str) -> bytes:
-    """The whole request body, counted as it arrives: more than ``limit`` bytes is a 413."""
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise UploadRefused(400, "the request was cut off")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            message = what if what.startswith("photos") else f"{what} may be at most {limit // 1024} kB"
-            raise UploadRefused(413, message)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+class _Held:
+    """An upload's response, kept until the files it names are recorded (it is a short JSON list)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.size = 0
+
+    async def send(self, message: Message) -> None:
+        self.size += len(message.get("body", b""))
+        if self.size > MAX_RESPONSE_HELD:
+            raise RuntimeError("an upload's response was far larger than a list of paths")
+        self.messages.append(message)
+
+    def stored_paths(self, names: set[str]) -> list[Path]:
+        start = next((message for message in self.messages if message["type"] == "http.response.start"), None)
+        if start is None or start.get("status") != 200:
+            return []
+        try:
+            paths = json.loads(b"".join(message.get("body", b"") for message in self.messages[1:]))
+        except ValueError:
+            return []
+        return [Path(path) for path in paths if isinstance(path, str) and Path(path).name in names] \
+            if isinstance(paths, list) else []
+
+    async def release(self, send: Send) -> None:
+        for message in self.messages:
+            await send(message)
 
 
-def check_no_remote_files(body: bytes) -> None:
-    """A queued call may name files only by the path of an upload: Gradio would fetch a URL given as
-    a file's ``path`` (with no size limit) into its cache before any handler could check it."""
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return  # not JSON: Gradio answers that itself
-    pending = [payload]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            location = item.get("path")
-            if isinstance(location, str) and re.match(r"\s*(https?|ftp)://", location, re.IGNORECASE):
-                raise UploadRefused(400, "files must be uploaded (gradio_client's handle_file does it); "
-                                         "URLs are not fetched")
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
+def client_address(scope: Scope, trusted_proxies: int) -> str:
+    """Who sent the request: the peer, or, behind ``trusted_proxies`` proxies, the address the
+    outermost trusted one saw (the entry it appended to X-Forwarded-For; earlier ones are the client's word)."""
+    peer = str((scope.get("client") or ("unknown", 0))[0])
+    if trusted_proxies <= 0:
+        return peer
+    hops = [hop.strip() for key, value in scope.get("headers", []) if key.lower() == b"x-forwarded-for"
+            for hop in value.decode("latin-1").split(",") if hop.strip()]
+    return hops[-trusted_proxies] if len(hops) >= trusted_proxies else peer
 
 
-def check_parts(body: bytes, boundary: bytes) -> None:
-    """Every file part of a multipart body must be a JPEG, PNG or WebP image (by its first bytes)."""
-    files = 0
-    for part in body.split(b"--" + boundary)[1:]:
-        if part.startswith(b"--"):
-            break  # the closing delimiter
-        head, separator, data = part.partition(b"\r\n\r\n")
-        if not separator:
-            raise UploadRefused(400, "malformed multipart upload")
-        if b"filename=" not in head.lower():
-            continue  # a plain form field
-        files += 1
-        if files > MAX_FILES:
-            raise UploadRefused(400, f"at most {MAX_FILES} files per upload")
-        if sniff_format(data[:16]) is None:
-            raise UploadRefused(415, f"only images can be uploaded here: {ACCEPTED}")
+def _headers(scope: Scope) -> dict[str, str]:
+    return {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers", [])}
+
+
+def _content_length(scope: Scope) -> int | None:
+    declared = _headers(scope).get("content-length", "").strip()
+    return int(declared) if declared.isdigit() and len(declared) < 19 else None
+
+
+def _has_body(scope: Scope) -> bool:
+    """Whether the request says it has a body (a length, or chunked): without either, HTTP says it has none."""
+    headers = _headers(scope)
+    return "transfer-encoding" in headers or headers.get("content-length", "0").strip() not in ("", "0")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -178,9 +262,13 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _reply(send: Send, status: int, text: str, media_type: str = "text/plain") -> None:
+async def _reply(send: Send, refused: UploadRefused, json_body: bool) -> None:
+    text = json.dumps({"error": refused.message}) if json_body else refused.message
+    media_type = "application/json" if json_body else "text/plain"
     payload = text.encode("utf-8")
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", f"{media_type}; charset=utf-8".encode()),
-                            (b"content-length", str(len(payload)).encode())]})
+    headers = [(b"content-type", f"{media_type}; charset=utf-8".encode()),
+               (b"content-length", str(len(payload)).encode())]
+    if refused.retry_after is not None:
+        headers.append((b"retry-after", str(max(1, round(refused.retry_after))).encode()))
+    await send({"type": "http.response.start", "status": refused.status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

@@ -37,9 +37,12 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims width×height, with a few bytes of pixel data: what a bomb's header looks like."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+def png_header_only(width: int, height: int, colour_type: int = 2) -> bytes:
+    """A PNG whose header claims width×height, with a few bytes of pixel data: what a bomb's header looks like.
+
+    ``colour_type``: 2 RGB, 6 RGBA (PNG's own numbers).
+    """
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
             + _chunk(b"IEND", b""))
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -42,11 +44,17 @@ class GuardedApp:
         return [path for root in (self.cache, self.tmp) for path in root.rglob("*") if path.is_file()]
 
 
+# the guard's documented settings (README, "Hardening"), lowered where a test would otherwise wait:
+# a stalled body is cut after 2 s instead of 10; one proxy is trusted, so X-Forwarded-For names the
+# client and a test can speak as several (requests without it are 127.0.0.1, as before)
+GUARD_ENV = {"DCGAN_READ_TIMEOUT_S": "2", "DCGAN_TRUSTED_PROXIES": "1"}
+
+
 def start_guarded(workdir: Path, model: Path, as_background_job: bool = False) -> GuardedApp:
     cache, tmp = workdir / "gradio-cache", workdir / "tmp"
     cache.mkdir(parents=True), tmp.mkdir()
-    app = start_app("--model", str(model), workdir=workdir,
-                    env={"GRADIO_TEMP_DIR": str(cache), "TMPDIR": str(tmp)}, as_background_job=as_background_job)
+    app = start_app("--model", str(model), workdir=workdir, as_background_job=as_background_job,
+                    env={"GRADIO_TEMP_DIR": str(cache), "TMPDIR": str(tmp), **GUARD_ENV})
     return GuardedApp(app.wait_until_ready(), cache, tmp, model)
 
 
@@ -147,12 +155,10 @@ def test_direct_routes_are_closed_with_a_message(guarded: GuardedApp) -> None:
         dependencies = json.load(response)["dependencies"]
     names = {dependency["api_name"] for dependency in dependencies if dependency.get("api_name")}
     assert {"generate", "interpolate", "project", "model_info"} <= names
-    answers = Counter()
-    for dependency in dependencies:
-        answers[_direct(url, "run/predict", {"data": [], "fn_index": dependency["id"]})] += 1
-    for name in names:
-        for prefix in ("run", "api"):
-            answers[_direct(url, f"{prefix}/{name}", {"data": [1, 1, 1.0]})] += 1
+    routes = [("run/predict", {"data": [], "fn_index": dependency["id"]}) for dependency in dependencies]
+    routes += [(f"{prefix}/{name}", {"data": [1, 1, 1.0]}) for name in names for prefix in ("run", "api")]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = Counter(pool.map(lambda route: _direct(url, *route), routes))
     assert set(answers) == {(404, True)}, answers  # every one refused, every refusal says why
 
 
@@ -168,13 +174,23 @@ def test_bad_values_through_the_rest_route_get_messages(guarded: GuardedApp) -> 
         ("generate", [1, "many", 1.0], "number of images must be a whole number"),
         ("interpolate", [1, 2, "", 4, "slerp", False, 1.0, "z1.@@", ""], "start latent is damaged"),
         ("training_grid", [1, "0", 1.0], "no endpoint named 'training_grid'"),  # no Training tab here
+        ("generate", [1, 2], "/generate(seed, n, truncation) takes 3 values, got 2"),  # Gradio: {"error": null}
+        ("generate", [1, 2, 1.0, 4], "takes 3 values, got 4"),  # Gradio: the 4th silently dropped
+        ("interpolate", [1, 2, "", 4, "slerp", False, 1.0], "/interpolate(seed_a, seed_b, more_seeds, frames, "
+                                                            "method, closed, truncation, start_latent, end_latent) "
+                                                            "takes 9 values, got 7"),
+        ("model_info", [1], "/model_info() takes 0 values, got 1"),
     ]:
         kind, payload = read_call(guarded.app.url, api_name, data)
-        if api_name == "training_grid":
-            assert kind == "refused" and message in str(payload), payload
-            continue
         text = payload.get("error") if isinstance(payload, dict) else payload
-        assert kind == "error" and isinstance(text, str) and message in text, (api_name, payload)
+        assert kind in ("error", "refused") and isinstance(text, str) and message in text, (api_name, payload)
+    for body, message in [({"seed": 1, "n": 1, "colour": "red"}, "/generate(seed, n, truncation) has no parameter "
+                                                                  "'colour'"),  # Gradio: a bare 500
+                          ({}, "/project(photo) needs photo"), ([1, 2], "send a JSON object")]:
+        name = "project" if "photo" in message else "generate"
+        refused = httpx.post(f"{guarded.app.url}gradio_api/call/v2/{name}", json=body, timeout=30)
+        assert refused.status_code == 400 and message in refused.json()["error"], refused.text
+    assert httpx.post(f"{guarded.app.url}gradio_api/call/v2/generate", json={"seed": 3}, timeout=30).status_code == 200
 
 
 # -- the queue's limits -----------------------------------------------------------------------------
@@ -217,13 +233,18 @@ def test_the_queue_runs_four_and_keeps_sixty_four_waiting_on_every_route(guarded
 # -- shutdown -----------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model_folder(tmp_path_factory.mktemp("small") / "model", ngf=8)  # quick to start
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_cleans_the_output_folder_and_gradios_cache(model: Path, tmp_path: Path, stop: int) -> None:
+def test_a_signal_cleans_the_output_folder_and_gradios_cache(small_model: Path, tmp_path: Path, stop: int) -> None:
     # started as `python app.py &` from a script would be: SIGINT arrives ignored, and must still stop it
-    instance = start_guarded(tmp_path, model, as_background_job=True)
+    instance = start_guarded(tmp_path, small_model, as_background_job=True)
     client = client_for(instance.app, tmp_path / "downloads")
     client.predict(seed=1, n=2, truncation=1.0, api_name="/generate")
-    client.predict(photo=handle_file(write_photo(tmp_path / "photos")), api_name="/project")
+    assert upload(instance.app.url, encoded(face_like(), "JPEG")).status_code == 200  # never used: still deleted
     assert instance.files_on_disk() and list(instance.tmp.glob("dcgan-app-*"))
     instance.app.process.send_signal(stop)
     try:
@@ -235,3 +256,100 @@ def test_a_signal_cleans_the_output_folder_and_gradios_cache(model: Path, tmp_pa
     assert instance.files_on_disk() == [], instance.files_on_disk()
     assert not list(instance.tmp.glob("dcgan-app-*"))
     assert "Traceback" not in instance.app.log_text()
+
+
+# -- one visitor cannot harm another (issue 19) ---------------------------------------------------
+
+
+def upload(url: str, data: bytes, client: str | None = None, name: str = "me.jpg") -> httpx.Response:
+    headers = {"X-Forwarded-For": client} if client else {}
+    return httpx.post(url + "gradio_api/upload", files={"files": (name, data)}, headers=headers, timeout=60)
+
+
+def as_file(path: str) -> dict:
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
+def test_project_deletes_only_the_upload_it_claimed(guarded: GuardedApp) -> None:
+    url = guarded.app.url
+    with urllib.request.urlopen(url, timeout=30) as response:  # the first paint: cached for every visitor
+        tile = re.search(r'/gradio_api/file=([^"\\]+dcgan-seed42-t1\.png)', response.read().decode()).group(1)
+    fresh = read_call(url, "generate", [9, 1, 1.0])[1][0]["path"]  # another visitor's result
+    for victim in (tile, fresh):
+        kind, payload = read_call(url, "project", [as_file(victim)])
+        assert kind == "error" and "must be a file uploaded for this request" in payload["error"], payload
+        assert httpx.get(f"{url}gradio_api/file={victim}").status_code == 200  # still there for everyone
+
+    photo = encoded(face_like(), "JPEG")
+    first, second = (upload(url, photo).json()[0] for _ in range(2))  # two visitors, the same photo
+    assert first != second and Path(first).name.startswith("photo-") and "me.jpg" not in first
+    kind, payload = read_call(url, "project", [as_file(first)])
+    assert kind == "complete" and payload[1].startswith("z1."), payload
+    assert not Path(first).exists() and Path(second).is_file()  # its own upload went, the other visitor's stays
+    kind, payload = read_call(url, "project", [as_file(first)])  # used once
+    assert kind == "error" and "each upload is used once" in payload["error"]
+
+
+def stalled_uploads(url: str, clients: list[str]) -> list[socket.socket]:
+    """Uploads that send their headers and 1 kB of a 5 MB body, then stop."""
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    connections = []
+    for client in clients:
+        connection = socket.create_connection(("127.0.0.1", port))
+        connection.sendall(f"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {client}\r\n"
+                           f"Content-Type: multipart/form-data; boundary=B\r\nContent-Length: 5000000\r\n\r\n"
+                           .encode() + b"--B\r\n" + b"x" * 1024)
+        connections.append(connection)
+    return connections
+
+
+def status_line(connection: socket.socket) -> str:
+    connection.settimeout(30)
+    with connection:
+        return connection.recv(200).split(b"\r\n")[0].decode()
+
+
+def test_stalled_uploads_hold_no_slot_for_long(guarded: GuardedApp) -> None:
+    url, photo = guarded.app.url, encoded(face_like(), "JPEG")
+    one_client = stalled_uploads(url, ["10.1.0.1"] * 8)  # one address: 4 held at most, the rest turned away
+    time.sleep(0.5)
+    assert upload(url, photo, client="10.1.0.2").status_code == 200  # another visitor is not locked out
+    many = stalled_uploads(url, [f"10.2.0.{index}" for index in range(8)])  # 4 more take the other 4 slots
+    time.sleep(0.5)
+    busy = upload(url, photo, client="10.3.0.1")
+    assert busy.status_code == 503 and busy.headers["retry-after"]
+    started = time.monotonic()
+    answers = Counter(status_line(connection) for connection in one_client + many)
+    assert time.monotonic() - started < 10  # cut after DCGAN_READ_TIMEOUT_S (2 s) without data, not held open
+    assert answers == {"HTTP/1.1 408 Request Timeout": 8, "HTTP/1.1 429 Too Many Requests": 4,
+                       "HTTP/1.1 503 Service Unavailable": 4}, answers
+    assert upload(url, photo, client="10.3.0.1").status_code == 200  # the slots are free again
+
+
+def test_one_client_uploads_a_bounded_volume(guarded: GuardedApp) -> None:
+    url, photo = guarded.app.url, encoded(face_like(), "JPEG")
+    answers = []
+    for index in range(8):  # distinct ~9 MB photos that are never used
+        answers.append(upload(url, photo + bytes([index]) * (9 * 2**20), client="10.4.0.1"))
+        if answers[-1].status_code != 200:
+            break
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429], [a.text for a in answers]
+    assert "from this address" in answers[-1].text and int(answers[-1].headers["retry-after"]) > 0
+    assert upload(url, photo, client="10.4.0.2").status_code == 200  # others are not held back
+    left = sum(path.stat().st_size for path in guarded.cache.rglob("photo-*"))
+    assert left <= 32 * 2**20  # unused uploads on disk, per address, are bounded too
+
+
+def test_every_route_bounds_its_body_before_reading_it(guarded: GuardedApp) -> None:
+    url = guarded.app.url
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    for route in ("reset", "cancel", "component_server", "queue/join", "call/generate", "upload"):
+        with socket.create_connection(("127.0.0.1", port)) as connection:  # 200 MB declared, none sent
+            connection.sendall(f"POST /gradio_api/{route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                               f"Content-Length: {200 * 2**20}\r\n\r\n".encode())
+            connection.settimeout(30)
+            assert connection.recv(200).startswith(b"HTTP/1.1 413"), route
+    for route in ("gradio_api/reset", "gradio_api/cancel", "login"):  # no length: counted as it arrives
+        refused = httpx.post(url + route, content=(b"x" * 65536 for _ in range(64)), timeout=30)
+        assert refused.status_code == 413 and "at most 256 kB" in refused.text, (route, refused.text)
+    assert read_call(url, "generate", [1, 1, 1.0])[0] == "complete"

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import subprocess
 import zipfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from dcgan_hf.data import DeviceBatches, find_images, load_cache, synthetic_images
+from dcgan_hf.data import DataError, DeviceBatches, find_images, load_cache, synthetic_images
 from imagefiles import write_images
 
 SHARED_ORIGINALS = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba_align_2k"
@@ -111,6 +116,56 @@ def test_real_celeba_originals_decode(tmp_path):
     cache = load_cache(folder, cache_dir=tmp_path / "cache", workers=2, progress=False)
     assert cache.images.shape == (16, 64, 64, 3)
     assert 40 < cache.images.mean() < 220  # real photos, not black frames
+
+
+PAGE = 4096
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, pages: int) -> Iterator[Path]:
+    """A tmpfs of exactly ``pages`` pages at ``folder`` (root only: skipped elsewhere)."""
+    folder.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={pages * PAGE}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_a_disk_that_fills_while_the_cache_is_written_leaves_nothing_and_says_so(tmp_path):
+    count = 20  # the .npy: a 128-byte header + 20 × 12288 bytes = 3 × 20 + 1 pages
+    write_images(tmp_path / "faces", count)
+    with small_disk(tmp_path / "disk", 3 * count + 1 + 1) as disk:  # the images and their .json, exactly
+        first = load_cache(tmp_path / "faces", cache_dir=disk, workers=1, progress=False)
+        npy, meta = disk / f"{first.fingerprint}.npy", disk / f"{first.fingerprint}.json"
+        assert npy.is_file() and meta.is_file()
+        del first
+
+        meta.unlink()  # what a crash between the two files once left: an .npy alone, taking the space
+        again = load_cache(tmp_path / "faces", cache_dir=disk, workers=1, progress=False)
+        assert len(again) == count and meta.is_file()  # the orphan was no cache: decoded again, in its place
+        del again
+
+        npy.unlink(), meta.unlink()
+        (disk / "filler").write_bytes(bytes(PAGE))  # room for the images, none left for their .json
+        with pytest.raises(DataError, match=r"filled up while it was written .* --data-cache"):
+            load_cache(tmp_path / "faces", cache_dir=disk, workers=1, progress=False)
+        assert sorted(path.name for path in disk.iterdir()) == ["filler"]  # no .npy without its .json
+
+
+def test_a_damaged_cache_description_is_no_cache(tmp_path):
+    write_images(tmp_path / "faces", 4)
+    cache = load_cache(tmp_path / "faces", cache_dir=tmp_path / "cache", workers=1, progress=False)
+    meta = tmp_path / "cache" / f"{cache.fingerprint}.json"
+    for damage in ("{not json", '{"count": 3, "format": 1}', "[]"):
+        meta.write_text(damage)
+        again = load_cache(tmp_path / "faces", cache_dir=tmp_path / "cache", workers=1, progress=False)
+        assert len(again) == 4 and json.loads(meta.read_text())["count"] == 4
 
 
 def test_device_batches_are_deterministic_shuffled_and_sharded():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,9 @@ import torch
 
 from dcgan_hf import Discriminator, Generator
 from dcgan_hf.export import ExportError, export_onnx, session
+from dcgan_hf.export import main as export_main
 from dcgan_hf.latent import latents
+from test_hostile import within_address_space
 from test_sampling import vivid as make_vivid
 
 pytest.importorskip("onnx")
@@ -59,18 +62,19 @@ def test_the_cli_exports_a_folder(vivid, tmp_path):
     assert (tmp_path / "faces.onnx").stat().st_size > 100_000
 
 
-def test_what_cannot_be_exported_says_why(vivid, tmp_path, monkeypatch):
+def test_what_cannot_be_exported_says_why(vivid, tmp_path, monkeypatch, capsys):
     Discriminator(ndf=8).save_pretrained(tmp_path / "critic")
-    cases = {
+    cases = {  # the CLI's main() in-process (test_the_cli_exports_a_folder runs the real command)
         (str(tmp_path / "critic"), "x.onnx"): "holds a 'dcgan-discriminator' model, not a 'dcgan-generator'",
         (str(tmp_path / "missing"), "x.onnx"): "no model folder at",
         (str(tmp_path / "critic"), "x.png"): "the output must be an .onnx file",
+        (str(tmp_path / "critic"), "x.onnx", "--opset", "99999"): "--opset must be a whole number from 1 to",
     }
-    for (model, out), message in cases.items():
-        result = subprocess.run([sys.executable, "-m", "dcgan_hf", "export", model, str(tmp_path / out)],
-                                capture_output=True, text=True, timeout=300, cwd=ROOT)
-        assert result.returncode == 2 and message in result.stderr, result.stderr
-        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    for (model, out, *flags), message in cases.items():
+        code = export_main([model, str(tmp_path / out), *flags])
+        stderr = capsys.readouterr().err
+        assert code == 2 and message in stderr and stderr.startswith("error: "), stderr
+        assert stderr.count("\n") == 1 and "Traceback" not in stderr
     assert not list(tmp_path.glob("*.onnx"))
 
     with pytest.raises(ExportError, match="only a dcgan_hf Generator"):
@@ -105,3 +109,33 @@ def test_what_cannot_be_exported_says_why(vivid, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if the [onnx] extra were not installed
     with pytest.raises(ExportError, match=r"needs the `onnxscript` package: pip install 'dcgan_hf\[onnx\]'"):
         export_onnx(vivid, tmp_path / "g.onnx")
+
+
+def test_an_opset_is_checked_and_what_is_written_is_what_was_asked(vivid, tmp_path, capsys):
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    for opset in (-5, 0, 99999, newest + 1, 17.0, True):
+        with pytest.raises(ExportError, match=rf"--opset must be a whole number from 1 to {newest} .*got {opset!r}"):
+            export_onnx(vivid, tmp_path / "g.onnx", opset=opset)
+    vivid.save_pretrained(tmp_path / "model")
+    assert export_main([str(tmp_path / "model"), str(tmp_path / "g.onnx"), "--opset", "1"]) == 2
+    stderr = capsys.readouterr().err  # torch falls back to its default below 16 (and onnxscript logs a traceback)
+    assert stderr == ("error: torch could not convert the graph to opset 1 (it wrote opset 18); nothing written: "
+                      "choose another --opset, or leave it out\n"), stderr
+    assert not (tmp_path / "g.onnx").exists()
+    export_onnx(vivid, tmp_path / "g.onnx", opset=17, verify=False)
+    assert {entry.domain or "ai.onnx": entry.version for entry in onnx.load(tmp_path / "g.onnx").opset_import}[
+        "ai.onnx"] == 17
+
+
+def test_an_export_that_does_not_fit_in_memory_is_refused_up_front(tmp_path):
+    # an address-space limit 64 MB above what the process uses: a 14 MB generator needs ~110 MB more
+    Generator(ngf=64).save_pretrained(tmp_path / "model")
+    result = within_address_space(f"sys.exit(main([{str(tmp_path / 'model')!r}, {str(tmp_path / 'g.onnx')!r}]))", 64,
+                                  prelude="import onnx, onnxscript, onnxruntime\nfrom dcgan_hf.export import main")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert re.fullmatch(r"error: exporting this generator \(14 MB of weights\) needs about 11\d MB more memory, and "
+                        r"[1-6]?\d MB is left under this process's address-space limit \(ulimit -v\); export it "
+                        r"where more memory is free\n", result.stderr), result.stderr
+    assert not (tmp_path / "g.onnx").exists()

@@ -81,3 +81,20 @@ def test_replace_folder_removes_copies_dead_processes_left_and_works_for_dot(tmp
         (staging / "a.txt").write_text("a")
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out"]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.txt"]
+
+
+def test_only_temporaries_named_the_way_replace_folder_names_them_are_removed(tmp_path):
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    theirs = [".out.tmp-mywork", ".out.old-x-99999999999999999999999", f".out.tmp-{'9' * 30}",
+              f".out.tmp-1234abcd-{dead}-notes", ".out.old-", f".out.tmp-{dead}.bak"]
+    for name in theirs:  # look like ours to a glob, but none is a name replace_folder makes
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "precious.txt").write_text("mine")
+    ours = [f".out.tmp-1234abcd-{dead}", f".out.old-{dead}"]
+    for name in ours:
+        (tmp_path / name).mkdir()
+    with replace_folder(tmp_path / "out") as staging:
+        (staging / "a.txt").write_text("a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(theirs + ["out"])
+    assert all((tmp_path / name / "precious.txt").read_text() == "mine" for name in theirs)

@@ -116,7 +116,7 @@ def test_bad_local_datasets_give_one_clear_line(tmp_path):
     }
     empty = image_dataset([]).cast_column("image", datasets.Image())
     write_parquet(tmp_path / "empty", "train", empty)
-    cases[tmp_path / "empty"] = r"split 'train' of .*empty is empty"
+    cases[tmp_path / "empty"] = r"empty holds no rows \(its 1 parquet file\(s\) are empty\)"
     for path, message in cases.items():
         with pytest.raises(DatasetSourceError, match=message) as caught:
             load_cache(path, cache_dir=tmp_path / "cache", progress=False)
@@ -276,3 +276,54 @@ def test_train_py_on_a_hub_dataset_names_it_in_the_card(local_hub, tmp_path):
     assert missing.stderr.strip().splitlines()[-1] == (
         "error: dataset repo not found (or private without a token): owner/missing")
     assert "Traceback" not in missing.stderr
+
+
+def test_datasets_that_datasets_cannot_read_are_one_line(tmp_path):
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    (tmp_path / "zero").mkdir()  # a row group of zero rows: `datasets` fails deep inside pyarrow
+    pq.write_table(pa.table({"image": pa.array([], type=struct)}), tmp_path / "zero" / "train.parquet")
+    (tmp_path / "mixed").mkdir()
+    pq.write_table(pa.table({"image": pa.array([], type=struct)}), tmp_path / "mixed" / "train-0.parquet")
+    pq.write_table(pa.table({"image": pa.array([{"bytes": pngs(1)[0], "path": None}], type=struct)}),
+                   tmp_path / "mixed" / "train-1.parquet")
+    folder = tmp_path / "escape" / "train"  # an imagefolder whose metadata names a file outside it
+    folder.mkdir(parents=True)
+    (folder / "a.png").write_bytes(pngs(1)[0])
+    (folder / "metadata.jsonl").write_text(json.dumps({"file_name": "a.png"}) + "\n" + json.dumps({"file_name": ".."}))
+    cases = {
+        "zero": r"zero holds no rows \(its 1 parquet file\(s\) are empty\)",
+        "mixed": r"mixed: train-0.parquet hold\(s\) an empty row group",
+        "escape": r"cannot load .*escape: ValueError: Invalid metadata file_name '\.\.'",
+    }
+    for name, message in cases.items():
+        with pytest.raises(DatasetSourceError, match=message) as caught:
+            load_cache(tmp_path / name, cache_dir=tmp_path / "cache", workers=1, progress=False)
+        assert "\n" not in str(caught.value)
+
+
+def test_a_row_over_the_size_bound_is_skipped_by_its_length_unread(tmp_path):
+    from dcgan_hf.decoding import MAX_FILE_BYTES
+
+    good = pngs(2, seed=5)
+    huge = b"\x89PNG\r\n\x1a\n" + bytes(MAX_FILE_BYTES)  # over the bound by its signature
+    image_dataset([good[0], huge, good[1]]).save_to_disk(str(tmp_path / "huge"))  # Arrow as it is: no conversion
+    cache = load_cache(tmp_path / "huge", cache_dir=tmp_path / "cache", workers=1, progress=False)
+    assert len(cache) == 2
+    assert cache.skipped == [f"row 1 (ValueError: {MAX_FILE_BYTES + 8:,} bytes, more than {MAX_FILE_BYTES:,}: "
+                             f"not read)"]
+
+
+def test_decode_tasks_are_bounded_in_bytes():
+    from dcgan_hf.decoding import MAX_FILE_BYTES
+    from dcgan_hf.hf_datasets import task_spans
+
+    mb = 2**20
+    sizes = np.array([10 * mb] * 8 + [200 * mb, 1 * mb, MAX_FILE_BYTES + 1, 1 * mb] + [1000] * 600)
+    spans = task_spans(sizes, max_rows=256, max_bytes=64 * mb)
+    assert spans[:4] == [(0, 6), (6, 8), (8, 9), (9, 265)]  # 60 MB, 20 MB, one 200 MB row alone, then by count
+    assert spans[-1][1] == len(sizes) and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))

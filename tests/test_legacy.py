@@ -432,6 +432,20 @@ def test_overwrite_never_deletes_the_source(tmp_path: Path) -> None:
     assert (tmp_path / "netG_epoch_5.pth").is_file()
 
 
+def test_convert_removes_only_the_temporaries_it_names_itself(tmp_path: Path) -> None:
+    netG, _ = examples_pair(tmp_path, epoch=5, nz=100, nc=3)
+    mine = tmp_path / ".out.tmp-mywork"  # someone's folder that merely looks like a temporary
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    (tmp_path / ".out.old-x-99999999999999999999999").mkdir()  # a "pid" no process can have
+    convert(tmp_path / "netG_epoch_5.pth", tmp_path / "out")
+    convert(tmp_path / "netG_epoch_5.pth", tmp_path / "out", overwrite=True)
+    assert (mine / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.old-x-99999999999999999999999", ".out.tmp-mywork",
+                                                          "netD_epoch_5.pth", "netG_epoch_5.pth", "out"]
+    assert_same_generator(netG, tmp_path / "out", nz=100)
+
+
 # ── Command line ──
 
 

@@ -8,19 +8,20 @@ that redraws it almost exactly, and the token handed out must redraw the same pi
 from __future__ import annotations
 
 import base64
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dcgan_hf import Discriminator, Generator, render
 from dcgan_hf import latent_token
 from dcgan_hf.photos import MAX_BYTES, PhotoError, load_photo, photo_from_file, sniff_format
 from dcgan_hf.projection import ProjectionSettings, Projector, pixel_error, project
-from dcgan_hf.route_guard import UploadRefused, check_parts
-from hostile_images import encoded, face_like, hostile_files, one_bit_png
+from hostile_images import encoded, face_like, hostile_files, one_bit_png, png_header_only
 from test_app import make_model_folder
 
 FAST = ProjectionSettings(steps=60)
@@ -104,6 +105,30 @@ def test_uploads_and_training_images_are_judged_by_one_header_check() -> None:
         load_photo(one_bit_png(100, 1000))
 
 
+def test_photos_too_costly_to_decode_whole_are_refused_from_the_header() -> None:
+    # 6300×6300 RGBA: ~200 KB of PNG, within 10 MB and 40 megapixels, but 150 MB of pixels once decoded
+    # (and as much again to shrink it); PNG and WebP have no reduced decoding, so the header decides
+    with pytest.raises(PhotoError, match=r"the PNG is 6300×6300 pixels: decoding it would take 303 MB, and a photo "
+                                         r"may take at most 80 MB; a smaller one, or a JPEG, works"):
+        load_photo(png_header_only(6300, 6300, colour_type=6))  # the header is all that is read
+    with pytest.raises(PhotoError, match=r"the WebP is 2400×2400 pixels: decoding it would take 88 MB"):
+        load_photo(encoded(Image.new("RGB", (2400, 2400), (200, 150, 120)), "WEBP"))
+    # a JPEG of the same size decodes at 1/8 scale in the decoder itself: accepted
+    assert load_photo(encoded(Image.new("RGB", (6300, 6300), (200, 150, 120)), "JPEG")).size == (6300, 6300)
+
+
+@pytest.mark.parametrize("kind, mode", [("PNG", "RGBA"), ("PNG", "P"), ("WEBP", "RGB"), ("JPEG", "RGB")])
+def test_big_photos_are_shrunk_first_and_framed_as_the_full_decode_would(kind: str, mode: str) -> None:
+    from dcgan_hf.decoding import decode
+
+    image = face_like(1200, 1600)
+    data = encoded(image.convert(mode), kind, **({"quality": 95} if kind != "PNG" else {}))
+    photo = load_photo(data)
+    assert photo.size == (1200, 1600) and max(Image.open(io.BytesIO(photo.preview_jpeg)).size) == 256
+    full = torch.from_numpy(decode(encoded(image, "PNG"), 64).copy()).permute(2, 0, 1)
+    assert (photo.pixels.float() - full.float()).abs().mean() < 4  # the same framing; shrinking costs no detail
+
+
 def test_oversized_files_are_refused_before_reading(tmp_path: Path) -> None:
     big = tmp_path / "big.jpg"
     with big.open("wb") as handle:
@@ -116,21 +141,6 @@ def test_format_sniffing() -> None:
     assert sniff_format(encoded(face_like(40, 40), "WEBP")[:16]) == "WEBP"
     assert sniff_format(b"GIF89a" + bytes(10)) is None
     assert sniff_format(b"%PDF-1.7") is None
-
-
-def test_the_upload_guard_accepts_only_image_parts() -> None:
-    def body(*parts: tuple[str, bytes]) -> bytes:
-        out = b""
-        for name, data in parts:
-            out += (b"--XyZ\r\nContent-Disposition: form-data; name=\"files\"; filename=\"" + name.encode()
-                    + b"\"\r\n\r\n" + data + b"\r\n")
-        return out + b"--XyZ--\r\n"
-
-    check_parts(body(("a.png", encoded(face_like(40, 40), "PNG"))), b"XyZ")
-    with pytest.raises(UploadRefused, match="only images"):
-        check_parts(body(("a.png", encoded(face_like(40, 40), "PNG")), ("b.txt", b"hello")), b"XyZ")
-    with pytest.raises(UploadRefused, match="at most 4 files"):
-        check_parts(body(*[("a.png", b"\x89PNG\r\n\x1a\n")] * 5), b"XyZ")
 
 
 # -- latent tokens ------------------------------------------------------------------------------

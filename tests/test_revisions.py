@@ -10,6 +10,7 @@ laziness, and the tab's absence for a model without history.
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -18,8 +19,9 @@ import numpy as np
 import pytest
 import torch
 from huggingface_hub import HfApi
+from safetensors.torch import save_file
 
-from dcgan_hf import Generator
+from dcgan_hf import Generator, ModelLoadError
 from dcgan_hf.hub import ModelSpec
 from dcgan_hf.images import grid_image
 from dcgan_hf.revisions import (
@@ -34,6 +36,7 @@ from dcgan_hf.revisions import (
 from dcgan_hf.serving import ModelServer, evenly_spaced
 from hub_server import HubServer
 from test_app import AppProcess, client_for, make_model_folder, pixels, start_app, tile
+from test_hostile import within_address_space
 from training_runs import EPOCHS, TOKEN, train_and_push
 
 REPO = "someone/dcgan-watch"
@@ -102,6 +105,64 @@ def test_epochs_snap_to_the_last_saved_one_and_one_epoch_is_no_history() -> None
     assert evenly_spaced(list(range(100)), 5) == [0, 25, 50, 74, 99] and evenly_spaced([1, 2], 5) == [1, 2]
 
 
+# -- hostile run folders --------------------------------------------------------------------------
+
+
+def hand_made_run(folder: Path, states: dict[int, str | bytes | dict]) -> Path:
+    """A run folder (hub/ model + one checkpoint per entry) whose state.json files say what ``states`` holds."""
+    generator = Generator(nz=16, ngf=8)
+    generator.save_pretrained(folder / "hub")
+    for step, state in states.items():
+        checkpoint = folder / "checkpoints" / f"checkpoint-{step:09d}"
+        checkpoint.mkdir(parents=True)
+        save_file(generator.state_dict(), str(checkpoint / "generator.safetensors"))
+        text = json.dumps(state) if isinstance(state, dict) else state
+        (checkpoint / "state.json").write_bytes(text if isinstance(text, bytes) else text.encode())
+    return folder
+
+
+def state_at(epoch: object, **extra: object) -> dict:
+    return {"progress": {"epoch": epoch, "batch": 0}, "config": {"nz": 16, "ngf": 8}, "has_ema": False, **extra}
+
+
+def test_hostile_state_files_are_skipped_with_a_warning_and_the_rest_is_served(tmp_path: Path, caplog) -> None:
+    run = hand_made_run(tmp_path / "run", {
+        1: state_at(1),
+        2: "[" * 100_000 + "]" * 100_000,  # json.loads would recurse 100k levels
+        3: state_at(10**30),  # an epoch no slider can show
+        4: state_at(4, history=[{}] * 3_000_000),  # 9 MB of JSON that parses into ~200 MB of dicts
+        5: b'{"progress": {"epoch": 5, "batch": 0}, "pad": "' + b"x" * (17 * 2**20) + b'"}',  # 17 MB
+        6: state_at(6, history=[{"loss_g": float("nan")}]),  # a run's NaN loss is no reason to hide it
+        7: state_at(True), 8: state_at(2.0), 9: '{"progress": {"epoch": ' + "9" * 5000 + ', "batch": 0}}',
+    })
+    with caplog.at_level("WARNING"):
+        revisions = checkpoint_revisions(run)
+    assert [revision.epoch for revision in revisions] == [1, 6]
+    for step, reason in [(2, "nested 100000 levels deep"), (4, r"3,000,0\d\d values and keys \(at most 1,000,000\)"), (5, "larger than 16,777,216 bytes"),
+                         (9, "Exceeds the limit")]:
+        assert re.search(rf"skipping checkpoint \S+checkpoint-{step:09d}: .*{reason}", caplog.text), (step, caplog.text)
+    server = ModelServer.start(str(run / "hub"), fallback=str(run / "hub"), device="cpu")  # what app.py starts
+    try:
+        assert server.history.epochs == [1, 6]
+    finally:
+        server.close()
+
+
+def test_a_state_claiming_a_bigger_model_is_refused_from_the_weights_header(tmp_path: Path) -> None:
+    run = hand_made_run(tmp_path / "run", {1: state_at(1, config={"nz": 1024, "ngf": 512})})
+    # the model it claims (nz=1024, ngf=512) is ~1 GB of float32: with 300 MB of address space to
+    # spare, only a refusal from the safetensors header (nothing built) can say what is wrong
+    checkpoint = run / "checkpoints" / "checkpoint-000000001"
+    done = within_address_space(f"try:\n    load_checkpoint_generator({str(checkpoint)!r})\n"
+                                "except ModelLoadError as error:\n    print('refused:', error)", 300,
+                                prelude="from dcgan_hf import ModelLoadError\n"
+                                        "from dcgan_hf.revisions import load_checkpoint_generator")
+    assert done.returncode == 0 and re.search(r"refused: .*mis-shaped tensors .*main.0.weight: expected "
+                                              r"\(1024, 4096, 4, 4\), got \(16, 64, 4, 4\)", done.stdout), done.stderr
+    run = hand_made_run(tmp_path / "ema", {1: state_at(1, has_ema="yes")})  # only true means the EMA file
+    assert load_checkpoint_generator(run / "checkpoints" / "checkpoint-000000001").ngf == 8
+
+
 # -- end to end ---------------------------------------------------------------------------------
 
 
@@ -151,18 +212,18 @@ def test_bad_training_inputs_get_messages(hub_app: AppProcess, tmp_path: Path) -
             client.predict(**inputs, api_name="/training_grid")
 
 
-def test_a_run_folder_serves_its_checkpoints_with_the_same_pixels(run: Path, tmp_path: Path) -> None:
-    app = start_app("--model", str(run), workdir=tmp_path).wait_until_ready()
+def test_a_run_folder_serves_its_checkpoints_with_the_same_pixels(run: Path) -> None:
+    # in-process: the HTTP path of the Training tab is the same as for tags (test_the_training_tab_draws_…)
+    server = ModelServer.start(str(run), fallback=str(run), device="cpu")
     try:
-        client = client_for(app, tmp_path / "downloads")
-        info = client.predict(api_name="/model_info")
-        assert info["training_epochs"] == [1, 2, 3] and info["config"]["nz"] == 16
+        info = server.status.as_dict()
+        assert list(info["training_epochs"]) == [1, 2, 3] and info["config"]["nz"] == 16
         for epoch in (1, 3):
-            grid, caption = client.predict(epoch=epoch, seeds="0-5", truncation=1.0, api_name="/training_grid")
-            assert np.array_equal(pixels(grid), expected_grid(tagged(epoch), SEEDS)), epoch
-            assert "checkpoint-" in caption
+            revision, grid = server.training_grid(epoch, SEEDS)
+            assert np.array_equal(pixels(grid.png), expected_grid(tagged(epoch), SEEDS)), epoch
+            assert "checkpoint-" in revision.describe()
     finally:
-        app.stop()
+        server.close()
 
 
 def test_revisions_are_loaded_only_when_asked_for(run: Path) -> None:
@@ -179,14 +240,15 @@ def test_revisions_are_loaded_only_when_asked_for(run: Path) -> None:
 
 
 def test_no_history_means_no_training_tab(tmp_path: Path) -> None:
+    import app  # the page built in-process: what a browser gets from /config, without starting a server
+
     model = make_model_folder(tmp_path / "plain")
-    app = start_app("--model", str(model), workdir=tmp_path).wait_until_ready()
+    server = ModelServer.start(str(model), fallback=str(model), device="cpu")
     try:
-        with urllib.request.urlopen(app.url + "config", timeout=10) as response:
-            config = json.load(response)
+        config = app.build_demo(server, tmp_path / "out").get_config_file()
         ids = {component.get("props", {}).get("elem_id") for component in config["components"]}
         assert "tab-generate" in ids and "tab-training" not in ids
         assert not any(dependency.get("api_name") == "training_grid" for dependency in config["dependencies"])
-        assert client_for(app, tmp_path / "downloads").predict(api_name="/model_info")["training_epochs"] == []
+        assert not server.status.as_dict()["training_epochs"]  # what /model_info reports
     finally:
-        app.stop()
+        server.close()
