@@ -280,13 +280,20 @@ def test_a_tampered_token_or_a_model_the_browser_cannot_run_turns_live_off(conte
 def test_the_live_routes_through_the_whole_app_are_get_only_and_fixed(app):
     parts = urlsplit(app.url)
 
-    def request(method: str, path: str) -> tuple[int, bytes]:
+    def request(method: str, path: str, body: bytes | None = None, **headers: str) -> tuple[int, bytes]:
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-        connection.request(method, path)  # the path as written: no client-side normalisation
+        connection.request(method, path, body, headers)  # the path as written: no client-side normalisation
         response = connection.getresponse()
         return response.status, response.read()
 
     assert request("POST", "/live/manifest.json")[0] == 405
+    # the route guard stands in front of /live/ as of every route: a body is bounded before it is read
+    status, body = request("GET", "/live/latent?seed=1", b"x", **{"Content-Length": str(300 * 1024)})
+    assert status == 413 and b"at most 256 kB" in body, body  # refused on its declared length, unread
+    status, body = request("GET", "/live/manifest.json", iter([b"x" * 16384] * 20))  # chunked: counted as it comes
+    assert status == 413 and b"at most 256 kB" in body, body
+    status, body = request("GET", "/live/latent?seed=1&x=" + "a" * 5000)
+    assert status == 414 and b"at most 4096 bytes of query" in body, body
     assert request("GET", f"/live/ort/{ORT_VERSION}/../../../../etc/passwd")[0] == 404
     assert request("GET", "/live/model-0123456789abcdef.onnx")[0] == 404
     status, wasm = request("GET", f"/live/ort/{ORT_VERSION}/ort-wasm-simd-threaded.wasm")
