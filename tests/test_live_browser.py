@@ -228,7 +228,9 @@ def test_without_the_runtime_or_webassembly_the_switch_is_off_and_the_server_dra
     assert page.locator("#live-edit .live-switch").is_disabled()
     assert "ONNX Runtime Web cannot be reached" in status(page, "edit")
     assert page.locator("#live-edit .live-stage").is_hidden()
-    box = page.locator("#direction-0 input[type=number]")  # the server draws as it always did
+    # the server draws as it always did (once the page's own first edit is in: it resets the sliders)
+    page.locator("#edit-face img[src*='seed8-t1-plain']").wait_for(state="attached")
+    box = page.locator("#direction-0 input[type=number]")
     box.fill("1.5")
     box.press("Enter")
     page.locator("#edit-face img[src*='seed8-t1-d0x1.5']").wait_for(state="attached")
