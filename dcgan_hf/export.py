@@ -66,7 +66,14 @@ class _LatentsToImages(nn.Module):
         return self.main(z[:, :, None, None])
 
 
+ORT_TELEMETRY_ENV = "ORT_DISABLE_TELEMETRY"
+
+
 def _require(module: str) -> Any:
+    # onnxruntime's telemetry writes a session file ($TMPDIR/.ses) when it is imported (here by
+    # torch's exporter or by the check), which outlives the app's temporary folders; nothing here
+    # wants it. Set before any of these imports; a setting of the user's own wins.
+    os.environ.setdefault(ORT_TELEMETRY_ENV, "1")
     try:
         return __import__(module)
     except ImportError:

@@ -10,7 +10,10 @@ import asyncio
 import base64
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,6 +23,7 @@ import pytest
 import torch
 
 from dcgan_hf import Generator, latent_token
+from dcgan_hf.export import ORT_TELEMETRY_ENV
 from dcgan_hf.images import to_uint8
 from dcgan_hf.latent import latent, latents
 from dcgan_hf.live import (
@@ -43,6 +47,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")
 
+ROOT = Path(__file__).resolve().parent.parent
 PASSED_ON = 299  # what the app behind the middleware answers
 
 
@@ -298,3 +303,13 @@ def test_preparing_the_model_never_changes_the_faces_served_meanwhile(generator)
         assert prepared[0].model is not None and drawn > 0
     finally:
         served.close()
+
+
+def test_the_start_up_export_leaves_nothing_in_the_temporary_folder(tmp_path):
+    """onnxruntime's telemetry wrote $TMPDIR/.ses when imported: a file the app's shutdown never removes."""
+    script = ("from dcgan_hf import Generator; from dcgan_hf.live import LiveModel, Runtime; "
+              "generator = Generator(ngf=8).eval(); LiveModel.build(generator, generator.directions, Runtime('cdn'))")
+    env = {key: value for key, value in os.environ.items() if key != ORT_TELEMETRY_ENV}
+    env.update(TMPDIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+    assert [path for path in tmp_path.rglob("*") if path.is_file()] == []
