@@ -74,6 +74,9 @@ def open_tab(context: "sync_api.BrowserContext", app: AppProcess, tab: str, quer
     page = context.new_page()
     page.goto(f"{app.url}?tab={tab}{query}")
     page.locator(f"#live-{'edit' if tab == 'edit' else 'walk'} .live-status").wait_for(state="attached")
+    # the link's own events are done (their last one sets the flag): a link's edit resets the sliders,
+    # and under load it could otherwise land after the test's first move
+    page.wait_for_function("() => window.dcganLoaded === true")
     return page
 
 
@@ -228,9 +231,8 @@ def test_without_the_runtime_or_webassembly_the_switch_is_off_and_the_server_dra
     assert page.locator("#live-edit .live-switch").is_disabled()
     assert "ONNX Runtime Web cannot be reached" in status(page, "edit")
     assert page.locator("#live-edit .live-stage").is_hidden()
-    # the server draws as it always did (once the page's own first edit is in: it resets the sliders)
     page.locator("#edit-face img[src*='seed8-t1-plain']").wait_for(state="attached")
-    box = page.locator("#direction-0 input[type=number]")
+    box = page.locator("#direction-0 input[type=number]")  # the server draws as it always did
     box.fill("1.5")
     box.press("Enter")
     page.locator("#edit-face img[src*='seed8-t1-d0x1.5']").wait_for(state="attached")
