@@ -1,11 +1,14 @@
 """A model's training history: the ``epoch-N`` revisions ``train.py`` leaves behind.
 
-Two places hold one. A Hub repo that ``train.py --push-to-hub`` published to has a tag
+Four places hold one. A Hub repo that ``train.py --push-to-hub`` published to has a tag
 ``epoch-N`` on the commit of each epoch's push (the EMA generator of that epoch at the
-root). A local run folder (``train.py --output-dir``) keeps its last few checkpoints in
-``checkpoints/checkpoint-<step>/``, each with the generator and its EMA as safetensors and
-``state.json`` saying which epoch it closes; the generator a checkpoint publishes is the EMA
-one when the run had an EMA, as on the Hub.
+root). A local run folder (``train.py --output-dir``) keeps every epoch's published generator
+in float16 in ``history/`` (:mod:`dcgan_hf.epoch_history`) and its last few checkpoints in
+``checkpoints/checkpoint-<step>/`` (state.json says which epoch each closes; the generator a
+checkpoint publishes is the EMA one when the run had an EMA, as on the Hub). A model folder
+or Hub repo without tags — the bundled model, a repo uploaded by hand — can carry a few
+evenly spaced epoch files in its own ``history/`` (``bench/bundle_model.py --history``), so a
+model whose run is gone still shows how it learned.
 
 Revisions are loaded only when asked for and kept in a small LRU (:class:`GeneratorLRU`),
 so memory stays at ``capacity`` generators however long the run was.
@@ -26,14 +29,15 @@ from huggingface_hub import HfApi
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from . import bounded_json
+from . import bounded_json, epoch_history
 from .hub import ModelSpec
-from .hub_client import hub_errors
+from .hub_client import download_file, hub_errors
 from .layout import EMA_COUNTER, CheckpointLayout, RunLayout, complete_checkpoints, run_folder
 from .models import Generator, ModelLoadError, read_safetensors_header
 
 logger = logging.getLogger(__name__)
 
+HISTORY_PREFIX = f"{epoch_history.HISTORY_DIR}/"
 EPOCH_TAG = re.compile(r"epoch-([1-9][0-9]{0,6})")
 MAX_EPOCH = 10**7 - 1  # what an epoch-N tag can name (7 digits); a checkpoint claiming more is not shown
 MAX_REVISIONS = 500  # a run tagged more often than this is shown by its newest 500 epochs
@@ -48,9 +52,10 @@ class TrainingRevision:
     """One epoch of a run: a Hub tag, or a local checkpoint folder."""
 
     epoch: int
-    source: str  # the repo id, or the checkpoint folder
-    revision: str | None = None  # the tag (Hub); None for a checkpoint folder
+    source: str  # the repo id, the checkpoint folder, or the epoch file (local history)
+    revision: str | None = None  # the tag (Hub); None for a checkpoint folder or a local epoch file
     commit: str | None = None  # the commit the tag points at (Hub)
+    file: str | None = None  # an epoch file of the repo's history/ (Hub, no tag), or the local epoch file
 
     @property
     def label(self) -> str:
@@ -58,9 +63,15 @@ class TrainingRevision:
 
     @property
     def is_local(self) -> bool:
-        return self.revision is None
+        return self.revision is None and not self.is_hub_file
+
+    @property
+    def is_hub_file(self) -> bool:
+        return self.file is not None and self.file != self.source
 
     def describe(self) -> str:
+        if self.file is not None:
+            return f"{self.label} (`{HISTORY_PREFIX}{Path(self.file).name}`)"
         if self.is_local:
             return f"{self.label} (checkpoint `{Path(self.source).name}`)"
         return f"`{self.revision}`" + (f" (commit `{self.commit[:12]}`)" if self.commit else "")
@@ -84,6 +95,25 @@ def hub_revisions(repo_id: str, api: HfApi | None = None) -> list[TrainingRevisi
         if (epoch := epoch_of_tag(tag.name)) is not None
     ]
     return sorted(found, key=lambda revision: revision.epoch)[-MAX_REVISIONS:]
+
+
+def hub_history_revisions(repo_id: str, api: HfApi | None = None) -> list[TrainingRevision]:
+    """The repo's ``history/epoch-NNNNNN.safetensors`` files, oldest epoch first."""
+    with hub_errors(repo_id):
+        files = (api or HfApi()).list_repo_files(repo_id)
+    found = {}
+    for name in files:
+        if name.startswith(HISTORY_PREFIX) and (match := epoch_history.FILE_PATTERN.fullmatch(name[len(HISTORY_PREFIX):])):
+            epoch = int(match.group(1))
+            if 1 <= epoch <= MAX_EPOCH:
+                found[epoch] = TrainingRevision(epoch, repo_id, file=name)
+    return [found[epoch] for epoch in sorted(found)][-MAX_REVISIONS:]
+
+
+def local_history_revisions(folder: str | os.PathLike) -> list[TrainingRevision]:
+    """A run or model folder's ``history/`` epoch files, oldest first (epoch 0 is not a training epoch)."""
+    return [TrainingRevision(entry.epoch, str(entry.path), file=str(entry.path))
+            for entry in epoch_history.list_epochs(folder) if 1 <= entry.epoch <= MAX_EPOCH][-MAX_REVISIONS:]
 
 
 def _read_state(checkpoint: Path) -> dict:
@@ -156,6 +186,10 @@ def _one_line(error: BaseException) -> str:
 
 def load_revision(revision: TrainingRevision) -> Generator:
     """The generator of one revision, on the CPU."""
+    if revision.is_hub_file:
+        return epoch_history.load_epoch(download_file(revision.source, revision.file))
+    if revision.file is not None:
+        return epoch_history.load_epoch(revision.file)
     if revision.is_local:
         return load_checkpoint_generator(revision.source)
     return Generator.from_pretrained(revision.source, revision=revision.revision)
@@ -238,14 +272,28 @@ def find_history(
     api: HfApi | None = None,
     load: Callable[[TrainingRevision], Generator] = load_revision,
 ) -> TrainingHistory | None:
-    """The training history behind a served model, or None (no tags, no run folder, Hub offline)."""
+    """The training history behind a served model, or None (no tags, no run folder, Hub offline).
+
+    A run folder shows every epoch of its ``history/`` (float16), with the exact float32
+    generator of its checkpoints where one closes that epoch; a repo its epoch tags, or the
+    epoch files of its ``history/`` when it has fewer than two tags.
+    """
     if spec.is_local:
         run = run_folder(spec.source)
-        return TrainingHistory.of(checkpoint_revisions(run), str(run), load=load) if run is not None else None
+        where = run if run is not None else Path(spec.source)
+        by_epoch = {revision.epoch: revision for revision in local_history_revisions(where)}
+        if run is not None:
+            by_epoch.update({revision.epoch: revision for revision in checkpoint_revisions(run)})
+        revisions = [by_epoch[epoch] for epoch in sorted(by_epoch)][-MAX_REVISIONS:]
+        return TrainingHistory.of(revisions, str(where), load=load)
     if not online:
         return None
     try:
-        return TrainingHistory.of(hub_revisions(spec.source, api), spec.source, load=load)
+        tags = hub_revisions(spec.source, api)
+        if len(tags) < 2:
+            files = hub_history_revisions(spec.source, api)
+            tags = files if len(files) > len(tags) else tags
+        return TrainingHistory.of(tags, spec.source, load=load)
     except ModelLoadError as error:
-        logger.warning("cannot list the training tags of %s: %s", spec.source, error)
+        logger.warning("cannot list the training history of %s: %s", spec.source, error)
         return None

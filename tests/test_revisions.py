@@ -32,7 +32,9 @@ from dcgan_hf.revisions import (
     epoch_of_tag,
     find_history,
     load_checkpoint_generator,
+    local_history_revisions,
 )
+from dcgan_hf.epoch_history import load_epoch, write_epoch
 from dcgan_hf.serving import ModelServer, evenly_spaced
 from hub_server import HubServer
 from test_app import AppProcess, client_for, make_model_folder, pixels, start_app, tile
@@ -252,3 +254,69 @@ def test_no_history_means_no_training_tab(tmp_path: Path) -> None:
         assert not server.status.as_dict()["training_epochs"]  # what /model_info reports
     finally:
         server.close()
+
+
+# -- a model folder or repo that carries a few epochs in history/ (the bundled model) ---------------
+
+
+def with_history(folder: Path, epochs: tuple[int, ...] = (2, 5, 9)) -> Path:
+    """A model folder with three epoch generators in history/ (as bench/bundle_model.py --history writes)."""
+    make_model_folder(folder)
+    for index, epoch in enumerate(epochs):
+        write_epoch(folder / "history", Generator.from_pretrained(make_model_folder(folder.parent / f"e{epoch}",
+                                                                                     seed=index + 1)),
+                    epoch=epoch, step=epoch * 10)
+    (folder / "history" / "epoch-000000.safetensors").write_bytes(b"not an epoch")  # epoch 0 is not shown
+    (folder / "history" / "notes.txt").write_text("ignored")
+    return folder
+
+
+def test_a_model_folder_with_history_shows_its_epochs_with_their_pixels(tmp_path: Path) -> None:
+    model = with_history(tmp_path / "bundled")
+    server = ModelServer.start(str(model), fallback=str(model), device="cpu")
+    try:
+        assert list(server.status.as_dict()["training_epochs"]) == [2, 5, 9]
+        for epoch, shown in ((2, 2), (7, 5), (9, 9)):  # an epoch between two files snaps to the earlier one
+            revision, grid = server.training_grid(epoch, SEEDS)
+            expected = load_epoch(model / "history" / f"epoch-{shown:06d}.safetensors")
+            assert revision.epoch == shown and f"history/epoch-{shown:06d}" in revision.describe()
+            assert np.array_equal(pixels(grid.png), expected_grid(expected, SEEDS)), epoch
+    finally:
+        server.close()
+
+
+def test_a_broken_history_file_is_a_message_and_the_model_keeps_serving(tmp_path: Path) -> None:
+    model = with_history(tmp_path / "bundled")
+    (model / "history" / "epoch-000005.safetensors").write_bytes(b"\xff" * 64)
+    server = ModelServer.start(str(model), fallback=str(model), device="cpu")
+    try:
+        with pytest.raises(Exception, match="epoch-000005"):
+            server.training_grid(5, SEEDS)
+        revision, _ = server.training_grid(9, SEEDS)
+        assert revision.epoch == 9
+    finally:
+        server.close()
+
+
+def test_a_run_folder_shows_every_epoch_of_its_history_and_checkpoints_where_it_has_them(run: Path) -> None:
+    history = find_history(ModelSpec(str(run)))
+    assert history.epochs == [1, 2, 3]
+    files = [revision.epoch for revision in local_history_revisions(run)]
+    assert files == [1, 2, 3]  # train.py writes one per epoch
+    checkpoints = {revision.epoch for revision in checkpoint_revisions(run)}
+    for revision in history.revisions:  # exact float32 checkpoints win over the float16 files
+        assert ("checkpoint-" in revision.describe()) == (revision.epoch in checkpoints)
+
+
+def test_a_hub_repo_without_tags_shows_the_epoch_files_of_its_history(local_hub_server: HubServer,
+                                                                       tmp_path: Path) -> None:
+    model = with_history(tmp_path / "bundled")
+    (model / "history" / "epoch-000000.safetensors").unlink()
+    api = HfApi(token=TOKEN)
+    api.create_repo("someone/bundled-history", exist_ok=True)
+    api.upload_folder(repo_id="someone/bundled-history", folder_path=str(model))
+    history = find_history(ModelSpec("someone/bundled-history"))
+    assert history.epochs == [2, 5, 9] and history.revisions[0].file == "history/epoch-000002.safetensors"
+    generator = history.generator(history.at_epoch(5))
+    expected = load_epoch(model / "history" / "epoch-000005.safetensors")
+    assert np.array_equal(expected_grid(generator, SEEDS), expected_grid(expected, SEEDS))
