@@ -22,7 +22,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .. import epoch_history, images as imaging
+from .. import epoch_history, image_cache, images as imaging
 from ..data import DataError, DeviceBatches, ImageCache, load_cache, synthetic_images
 from ..files import remove_stale_copies, write_atomic
 from ..finite import NonFiniteError
@@ -324,8 +324,11 @@ def _snapshot(run: Run, progress: checkpoints.Progress) -> checkpoints.Checkpoin
 
 def _restore(run: Run, saved: checkpoints.Checkpoint, source: Path) -> checkpoints.Progress:
     config = run.config
+    # a checkpoint older than content hashes: the image cache its run built may still say what it held
+    saved_content = saved.data_content or image_cache.recorded_content(config.data_cache or None,
+                                                                       saved.data_fingerprint)
     changes = resume_check.check(
-        saved.config, resume_check.DataIdentity(saved.data_fingerprint, saved.data_content, saved.data_count),
+        saved.config, resume_check.DataIdentity(saved.data_fingerprint, saved_content, saved.data_count),
         config, resume_check.DataIdentity(run.data.fingerprint, run.data.content, len(run.data)), str(source))
     if changes:
         log.warning("resuming %s with changes (--allow-changes): %s", source, "; ".join(changes))
