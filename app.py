@@ -52,8 +52,8 @@ from starlette.middleware import Middleware
 import numpy as np
 import torch
 
-from dcgan_hf.serving import gpu_time
 from dcgan_hf import images as imaging, latent_token, photos
+from dcgan_hf.serving import gpu_time, live
 from dcgan_hf.serving.api_calls import ApiShapes
 from dcgan_hf.arithmetic import figure as arithmetic_figure
 from dcgan_hf.completion import PRESET_BOXES, PRESET_LABELS, PRESETS, parse_mask, psnr
@@ -63,6 +63,7 @@ from dcgan_hf.models import ModelLoadError
 from dcgan_hf.serving.page_checks import query_checks
 from dcgan_hf.serving.page_state import KEYS, PageState, parse_query, query_defaults
 from dcgan_hf.serving import (
+    GIF_FRAME_MS,
     MAX_FRAMES,
     MAX_GIF_REVISIONS,
     MAX_IMAGES,
@@ -818,6 +819,13 @@ def brush_script(presets: dict[str, tuple[int, int, int, int]]) -> str:
     return BRUSH_JS.replace("__PRESETS__", json.dumps(presets))
 
 
+def live_panel(kind: str, ids: dict[str, Any]) -> gr.HTML:
+    """Live mode (issue 18): the switch, its canvas (and a walk's play/scrub), run by dcgan_hf/static/live.js
+    in the browser; ``ids`` are the elem_ids of the tab's fields it reads and the sliders it draws."""
+    return gr.HTML(html_template=live.PANEL_TEMPLATES[kind], css_template=live.PANEL_CSS,
+                   js_on_load=live.panel_script(kind, ids), elem_id=f"live-{kind}")
+
+
 def build_edit_tab(steering: SteeringHandlers, defaults: PageState) -> dict[str, Any]:
     """The Edit tab: a face (seed or latent token), one slider per direction, its sweep."""
     directions = steering.directions
@@ -837,6 +845,8 @@ def build_edit_tab(steering: SteeringHandlers, defaults: PageState) -> dict[str,
                                      elem_id=f"direction-{index}") for index in range(steering.slider_count)]
                 reset = gr.Button("Reset all to 0", size="sm", elem_id="edit-reset")
             with gr.Column(scale=1, min_width=260):
+                live_panel("edit", {"seed": "edit-seed", "truncation": "edit-truncation", "latent": "edit-latent",
+                                    "sliders": [f"direction-{index}" for index in range(steering.slider_count)]})
                 face = gr.Image(label="edited face", type="filepath", format="png", interactive=False, height=288,
                                 elem_id="edit-face", buttons=["download"])
                 text = gr.Textbox(defaults.edit, label="the edit as text (press Enter to apply)", max_lines=1,
@@ -1159,6 +1169,11 @@ def build_demo(server: ModelServer, output_dir: str | os.PathLike | None = None,
                                                     elem_id="end-latent")
                         walk = gr.Button("Interpolate", variant="primary", elem_id="interpolate")
                     with gr.Column(scale=2):
+                        live_panel("walk", {  # live mode (issue 18): play and scrub the walk in the browser
+                            "seed_a": "seed-a", "seed_b": "seed-b", "more_seeds": "more-seeds", "frames": "frames",
+                            "method": "method", "closed": "closed", "truncation": "walk-truncation",
+                            "start_latent": "start-latent", "end_latent": "end-latent",
+                            "frame_number": "edit-frame-number", "frame_ms": GIF_FRAME_MS})
                         animation = gr.Image(  # image_mode=None: the GIF (palette mode) passes on untouched
                             first_gif, label="animation", type="filepath", image_mode=None, interactive=False,
                             elem_id="gif", height=256,
@@ -1379,6 +1394,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=os.environ.get("DCGAN_DEVICE", "auto"), help="auto, cpu or cuda[:N]")
     parser.add_argument("--host", default=default_host(), help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--live-runtime", default=os.environ.get(live.RUNTIME_ENV) or "auto",
+                        help="where pages load ONNX Runtime Web for live mode: auto (the npm copy in web/ when "
+                             "installed, else the CDN), cdn, off, or a folder with the files "
+                             f"(env {live.RUNTIME_ENV})")
     parser.add_argument("--mcp", action="store_true", default=env_flag("DCGAN_MCP"),
                         help="also serve the tools over MCP at /gradio_api/mcp/ "
                              "(env DCGAN_MCP=1; needs the mcp package)")
@@ -1401,12 +1420,15 @@ def stop_on_signals() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def launch_options(demo: gr.Blocks, mcp: bool, settings: GuardSettings, uploads: UploadLedger) -> dict[str, Any]:
-    """``launch()`` settings that are part of the hardening, not the look."""
+def launch_options(demo: gr.Blocks, mcp: bool, settings: GuardSettings, uploads: UploadLedger,
+                   live_service: live.LiveService | None = None) -> dict[str, Any]:
+    """``launch()`` settings that are part of the hardening, not the look, and live mode's GET-only
+    routes (behind the guard: their requests are bounded like every other route's)."""
     guard = Middleware(RouteGuard, settings=settings, shapes=ApiShapes.of(demo), ledger=uploads)
+    live_routes = [Middleware(live.LiveRoutes, service=live_service)] if live_service is not None else []
     return dict(
         max_file_size=photos.MAX_BYTES,  # every upload route; photos are the only uploads
-        app_kwargs={"middleware": [guard]},
+        app_kwargs={"middleware": [guard, *live_routes]},
         # Gradio's run history would keep each public call's inputs (a /project photo among them)
         # in the browser or, once a user connects one, in a Hub bucket: photos are never kept
         run_history=False,
@@ -1443,8 +1465,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="dcgan-app-") as output_dir:
             uploads = UploadLedger(settings.uploads)
             demo = build_demo(server, output_dir, mcp=args.mcp, uploads=uploads)
+            live_service = live.LiveService.start(server, args.live_runtime)  # exports the model for browsers
             demo.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS,
-                        **launch_options(demo, args.mcp, settings, uploads))
+                        **launch_options(demo, args.mcp, settings, uploads, live_service))
     except KeyboardInterrupt:
         pass  # SIGTERM during start-up: the with block has cleaned up already
     finally:

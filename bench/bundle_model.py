@@ -20,7 +20,15 @@ What it does, in order:
    named with ``--direction-names`` (look at ``generate --sweep N`` of each first: names belong
    to weights, so a new checkpoint needs new names), which ``save_pretrained`` writes beside
    the weights (``directions.safetensors`` + ``directions.json``);
-5. writes the README's two pictures with the project's CLI from that folder.
+5. copies ``--history`` (default 6) evenly spaced epoch generators of the run's ``history/``
+   (float16, ~2 MB each at width 32; up to the bundled epoch) into ``OUT/history/``, so the
+   demo's Training tab shows how the bundled model learned;
+6. writes the README's two pictures with the project's CLI from that folder.
+
+The memorization check reads the run's training images: from ``--data``, else the path in the
+checkpoint's config (relative paths are tried from the run folder and this repository); when
+neither is there it is skipped, with a note, and the card counts the images the checkpoint says
+it trained on.
 
 Prints the evaluation and the FID-vs-images curve of the run.
 """
@@ -42,6 +50,7 @@ import torch  # noqa: E402
 from dcgan_hf import Discriminator, Generator  # noqa: E402
 from dcgan_hf.data import load_cache  # noqa: E402
 from dcgan_hf.directions import sefa  # noqa: E402
+from dcgan_hf.epoch_history import HISTORY_DIR, evenly_spaced_epochs, list_epochs  # noqa: E402
 from dcgan_hf.evaluate import DecodedImages, evaluate  # noqa: E402
 from dcgan_hf.hub.loading import BUNDLED_MODEL, BUNDLED_REPO_ID  # noqa: E402
 from dcgan_hf.layout import EMA_COUNTER, CheckpointLayout, RunLayout  # noqa: E402
@@ -73,6 +82,25 @@ def parse_names(text: str) -> dict[int, str]:
     return names
 
 
+def find_data(given: str | None, recorded: str | None, run: Path) -> Path | None:
+    """The training data: ``--data``, else the checkpoint's path as written, from the run folder or this repo."""
+    if given:
+        if not Path(given).exists():
+            raise SystemExit(f"--data: no such folder or zip: {given}")
+        return Path(given)
+    if not recorded:
+        return None
+    candidates = [Path(recorded)] if Path(recorded).is_absolute() else [run / recorded, ROOT / recorded, Path(recorded)]
+    return next((path for path in candidates if path.exists()), None)
+
+
+def history_extras(run: RunLayout, up_to_epoch: int, count: int) -> dict[str, Path]:
+    """``count`` evenly spaced epoch files of the run (≤ the bundled epoch), as Hub-folder extras."""
+    entries = [entry for entry in list_epochs(run.history) if entry.epoch <= up_to_epoch]
+    picks = evenly_spaced_epochs(entries, count) if entries and count else []
+    return {f"{HISTORY_DIR}/{entry.path.name}": entry.path for entry in picks}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="a train.py --output-dir")
@@ -85,6 +113,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--repo-id", default=BUNDLED_REPO_ID, help="the repo the card's usage snippet names")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--data", default=None,
+                        help="the run's training images (default: the checkpoint's path), for the memorization check")
+    parser.add_argument("--history", type=int, default=6,
+                        help="evenly spaced epoch generators to carry in OUT/history (0: none)")
     parser.add_argument("--direction-names", default="", metavar="N=NAME,…",
                         help="names of SeFa directions that read clearly, e.g. '9=smile,5=light hair' "
                              "(the rest stay 'direction N')")
@@ -110,7 +142,11 @@ def main() -> int:
     print(f"checkpoint {path}: epoch {progress.epoch}, step {progress.step}, "
           f"{progress.step * config.batch_size:,} images seen", flush=True)
 
-    data = load_cache(config.data, progress=False) if config.data else None
+    data_path = find_data(args.data, config.data, run.root)
+    if data_path is None and config.data:
+        print(f"note: the training images ({config.data}) are not here: no memorization check "
+              "(give --data)", flush=True)
+    data = load_cache(str(data_path), progress=False) if data_path is not None else None
     train = DecodedImages(data.images, data.content, args.train_num) if data is not None and args.train_num else None
     result = evaluate(generator, args.real, num=args.num, progress=False, train=train)
     print(result.describe(), flush=True)
@@ -120,11 +156,11 @@ def main() -> int:
                                        precision=result.precision, recall=result.recall, memorized=result.memorized,
                                        memorization_ratio=result.memorization_ratio, num_train=result.num_train))
     config = TrainConfig.from_dict({**config.to_dict(), "eval_real": args.real})
-    image_count = len(data) if data is not None else config.synthetic
+    image_count = len(data) if data is not None else (saved.data_count or config.synthetic)
     threads = config.threads or torch.get_num_threads()
     card = publish.card_inputs(config, progress, images_per_step=config.batch_size, image_count=image_count,
                                hardware=f"CPU ({threads} thread{'s' if threads != 1 else ''})",
-                               precision="fp32", repo_id=args.repo_id)
+                               precision=config.precision, repo_id=args.repo_id)
     with tempfile.TemporaryDirectory() as scratch:
         extras = {name: Path(scratch) / name for name in ("samples.png", "progress.gif", "loss.png", "fid.png")}
         artifacts.sample_grid(generator).save(extras["samples.png"])
@@ -132,8 +168,10 @@ def main() -> int:
         artifacts.write_progress_gif(evenly_spaced(run.epoch_grids(), PROGRESS_FRAMES), extras["progress.gif"])
         artifacts.plot_losses(progress.history, extras["loss.png"])
         artifacts.plot_metrics(progress.metrics, config.batch_size, extras["fid.png"])
+        history = history_extras(run, progress.epoch, args.history)
         publish.build_hub_folder(args.out, generator=generator, discriminator=discriminator, checkpoint=None,
-                                 tensorboard_dir=None, extras=extras, card=card)
+                                 tensorboard_dir=None, extras={**extras, **history}, card=card)
+    print(f"history/: {', '.join(sorted(history)) or 'none'}", flush=True)
     cli = [sys.executable, "-m", "dcgan_hf", "generate", "--model", str(args.out)]
     subprocess.run(cli + ["--seeds", "0-63", "--out", str(args.out / "samples.png")], check=True, cwd=ROOT)
     subprocess.run(cli + ["--interpolate", "0,1,2,3", "--loop", "--frames", "48", "--duration", "100",

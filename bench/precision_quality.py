@@ -11,6 +11,14 @@ protocol. A speed-up only counts if quality at equal images is within seed noise
 prints each seed's ΔFID (bf16 − fp32) beside the seed-to-seed spread of fp32. Each finished
 row is kept (``rows.jsonl``, written atomically) and training resumes from its checkpoints,
 so an interrupted study loses no finished work.
+
+    python bench/precision_quality.py ... --from RUN/checkpoints/checkpoint-A,RUN/checkpoints/checkpoint-B --steps 400
+
+``--from``: the long run's own question, cheaper — continue each of these checkpoints (of the
+default recipe) ``--steps`` more steps once in fp32 and once in bf16, from the identical state
+(weights, Adam, EMA, RNG), and compare. Each start is one replicate (two starts instead of two
+seeds: a resumed run restores its RNG, so a seed flag would change nothing); the pair differs
+only in the arithmetic.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -41,15 +50,35 @@ def train_command(precision: str, seed: int, steps: int, data: str, out: Path) -
             "--checkpoint-every", "1", "--keep-checkpoints", "1", "--resume", "latest"]
 
 
+def continue_command(precision: str, start: Path, steps: int, data: str, out: Path) -> list[str]:
+    """train.py resuming ``start`` (copied into ``out``) with the recipe it was saved with, ``steps`` more steps."""
+    saved = json.loads((start / "state.json").read_text())
+    config, step = saved["config"], saved["progress"]["step"]
+    target = out / "checkpoints" / start.name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(start, target)
+    flags = ["--batch-size", str(config["batch_size"]), "--ngf", str(config["ngf"]), "--ndf", str(config["ndf"]),
+             "--ema-decay", str(config["ema_decay"]), "--r1-gamma", str(config["r1_gamma"]),
+             "--r1-every", str(config["r1_every"]), "--seed", str(config["seed"]), "--epochs", str(config["epochs"])]
+    flags += ["--hflip"] if config["hflip"] else []
+    return [sys.executable, str(ROOT / "train.py"), *flags, "--precision", precision, "--no-channels-last",
+            "--device", "cpu", "--data", data, "--output-dir", str(out), "--max-steps", str(step + steps),
+            "--threads", "1", "--workers", "1", "--no-progress", "--log-every", "100", "--keep-checkpoints", "1",
+            "--resume", "latest"]
+
+
 def load_rows(study: Path) -> list[dict]:
     path = study / "rows.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
-def run_one(study: Path, precision: str, seed: int, steps: int, data: str, real: str, num: int) -> dict:
-    name = f"{precision}-seed{seed}"
+def run_one(study: Path, precision: str, seed: int, steps: int, data: str, real: str, num: int,
+            start: Path | None = None) -> dict:
+    name = f"{precision}-from{start.name.rsplit('-', 1)[-1]}" if start else f"{precision}-seed{seed}"
     out = study / name
-    command = train_command(precision, seed, steps, data, out)
+    command = continue_command(precision, start, steps, data, out) if start else \
+        train_command(precision, seed, steps, data, out)
     started = time.time()
     with open(study / f"{name}.log", "a") as log:
         code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
@@ -95,8 +124,12 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--steps", type=int, default=1750, help="steps of 64 (1750: §10's 112,000 images)")
     parser.add_argument("--num", type=int, default=2000, help="generated images per FID")
+    parser.add_argument("--from", dest="starts", default="",
+                        help="checkpoints to continue instead of training from scratch (comma-separated)")
     args = parser.parse_args()
     args.study_dir.mkdir(parents=True, exist_ok=True)
+    if args.starts:
+        return continuation_study(args)
     for seed in (int(s) for s in args.seeds.split(",")):
         for precision in PRECISIONS:
             done = {(row["precision"], row["seed"], row["steps"]) for row in load_rows(args.study_dir)}
@@ -108,6 +141,25 @@ def main() -> int:
             write_atomic(args.study_dir / "rows.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
             print(json.dumps(row), flush=True)
     print(table([row for row in load_rows(args.study_dir) if row["steps"] == args.steps]))
+    return 0
+
+
+def continuation_study(args: argparse.Namespace) -> int:
+    """--from: each start continued in fp32 and in bf16 (see the module docstring)."""
+    starts = [Path(part) for part in args.starts.split(",") if part]
+    for index, start in enumerate(starts):
+        for precision in PRECISIONS:
+            done = {(row["precision"], row.get("start"), row["steps"]) for row in load_rows(args.study_dir)}
+            if (precision, start.name, args.steps) in done:
+                continue
+            print(f"[{time.strftime('%H:%M:%S')}] {precision} from {start.name} → +{args.steps} steps", flush=True)
+            row = {**run_one(args.study_dir, precision, index, args.steps, args.data, args.real, args.num, start),
+                   "start": start.name}
+            rows = load_rows(args.study_dir) + [row]
+            write_atomic(args.study_dir / "rows.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+            print(json.dumps(row), flush=True)
+    rows = [row for row in load_rows(args.study_dir) if row["steps"] == args.steps and row.get("start")]
+    print(table(rows))
     return 0
 
 

@@ -29,6 +29,7 @@ MOVED = {
     "route_guard": "serving.route_guard",
     "uploads": "serving.uploads",
     "api_calls": "serving.api_calls",
+    "live": "serving.live",
 }
 
 

@@ -66,7 +66,14 @@ class _LatentsToImages(nn.Module):
         return self.main(z[:, :, None, None])
 
 
+ORT_TELEMETRY_ENV = "ORT_DISABLE_TELEMETRY"
+
+
 def _require(module: str) -> Any:
+    # onnxruntime's telemetry writes a session file ($TMPDIR/.ses) when it is imported (here by
+    # torch's exporter or by the check), which outlives the app's temporary folders; nothing here
+    # wants it. Set before any of these imports; a setting of the user's own wins.
+    os.environ.setdefault(ORT_TELEMETRY_ENV, "1")
     try:
         return __import__(module)
     except ImportError:
@@ -85,6 +92,16 @@ def export_onnx(
     graph torch cannot export, and (with ``verify``) for outputs that differ from PyTorch by
     more than ``tolerance`` under onnxruntime.
     """
+    data, difference = onnx_bytes(generator, opset=opset, tolerance=tolerance, verify=verify)
+    write_atomic(path, data)
+    return difference
+
+
+def onnx_bytes(
+    generator: nn.Module, *, opset: int | None = None, tolerance: float = TOLERANCE, verify: bool = True,
+) -> tuple[bytes, float]:
+    """The serialized ONNX graph of ``generator`` and its largest difference from PyTorch (checked as
+    :func:`export_onnx` does); the demo's live mode serves these bytes to the browser."""
     nz = getattr(generator, "nz", None)
     main = getattr(generator, "main", None)
     if not isinstance(generator, nn.Module) or not isinstance(nz, int) or not isinstance(main, nn.Module):
@@ -99,8 +116,7 @@ def export_onnx(
     if verify and not difference <= tolerance:
         raise ExportError(f"onnxruntime's output differs from PyTorch's by {difference:.3g} (> {tolerance:g}); "
                           f"nothing written")
-    write_atomic(path, data)
-    return difference
+    return data, difference
 
 
 def check_opset(opset: object) -> None:
@@ -228,12 +244,13 @@ def _max_difference(reference_model: nn.Module, nz: int, model: str | os.PathLik
 def _quiet():
     """torch.onnx reports each stage on stdout and warns about things we handle (onnxscript's version
     converter logs a traceback when it cannot reach an opset: the written opset is checked instead);
-    keep the CLI's output ours."""
-    loggers = {name: logging.getLogger(name) for name in ("torch.onnx", "onnxscript")}
+    keep the CLI's (and the app's log: live mode exports at start-up) output ours."""
+    loggers = {name: logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")}
     previous = {name: logger.level for name, logger in loggers.items()}
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loggers["torch.onnx"].setLevel(logging.ERROR)
+        loggers["onnx_ir"].setLevel(logging.ERROR)  # its passes log at INFO
         loggers["onnxscript"].setLevel(logging.CRITICAL)
         try:
             yield

@@ -8,6 +8,11 @@ renders, so a token reproduces its reconstruction bit for bit.
 
 A token comes from outside, so :func:`decode` checks everything before it allocates:
 type, length, alphabet, byte count against the served model's nz, finiteness and range.
+
+The demo's live mode (``dcgan_hf.serving.live``) hands the browser *exact* tokens: ``"z2."`` + base64url
+of z as little-endian float32 (:func:`encode_exact`), since a seed's latent is not a float16
+one and the browser must draw the server's face. The server hands these out only; what it
+reads (:func:`decode`) is the ``"z1."`` form.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 import torch
 
 PREFIX = "z1."
+EXACT_PREFIX = "z2."
 MAX_NZ = 1024  # no DCGAN latent is bigger; bounds the text a caller can make us decode
 LATENT_BOUND = 16.0  # |z_i| of a Gaussian latent is < 6 in practice; projection clamps to this
 MAX_TOKEN_CHARS = len(PREFIX) + math.ceil(2 * MAX_NZ / 3) * 4
@@ -38,6 +44,17 @@ def encode(z: torch.Tensor) -> str:
         raise ValueError(f"a latent token holds 1 to {MAX_NZ} values, got {flat.numel()}")
     raw = quantize(flat).half().cpu().numpy().astype("<f2").tobytes()
     return PREFIX + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def encode_exact(z: torch.Tensor) -> str:
+    """A lossless token for one float32 latent of shape (nz,) or (1, nz): what the browser's live mode reads."""
+    flat = z.detach().reshape(-1)
+    if not 1 <= flat.numel() <= MAX_NZ:
+        raise ValueError(f"a latent token holds 1 to {MAX_NZ} values, got {flat.numel()}")
+    if flat.dtype != torch.float32 or not bool(torch.isfinite(flat).all()):
+        raise ValueError("an exact token holds finite float32 values")
+    raw = flat.cpu().numpy().astype("<f4").tobytes()
+    return EXACT_PREFIX + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
 def decode(token: object, nz: int, name: str = "latent token") -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -682,13 +683,41 @@ def test_a_checkpoint_from_before_content_fingerprints(tmp_path, faces):
     del state["data_content"]
     state_file.write_text(json.dumps(state))
     moved = copy_with_new_mtimes(faces, tmp_path / "elsewhere")
+    other_machine = str(tmp_path / "cache-elsewhere")  # where the old key's image cache is not
     with pytest.raises(ResumeMismatch, match="predates content fingerprints"):
-        train(tiny_config(tmp_path, moved, max_steps=5, resume="latest"))
-    resumed = train(tiny_config(tmp_path, moved, max_steps=5, resume="latest", allow_changes=True))
+        train(tiny_config(tmp_path, moved, max_steps=5, resume="latest", data_cache=other_machine))
+    resumed = train(tiny_config(tmp_path, moved, max_steps=5, resume="latest", allow_changes=True,
+                                data_cache=other_machine))
     assert json.loads((resumed.checkpoint / "state.json").read_text())["data_content"] == content
     legacy, known = next(iter(LEGACY_DATA.items()))
     assert data_change(DataIdentity(legacy, None), DataIdentity("another-machine", known, 37_290)) is None
     assert data_change(DataIdentity(legacy, None), DataIdentity("another-machine", content, 48)) is not None
+
+
+def test_an_old_checkpoint_resumes_on_the_machine_whose_image_cache_recorded_its_data(tmp_path, faces):
+    """The file-stamp key changed with the cache format, so an old checkpoint's key matches no key computed
+    now; the image cache built under that old key still records the content hash of what it held."""
+    from dcgan_hf.training.resume_check import ResumeMismatch
+
+    first = train(tiny_config(tmp_path, faces, max_steps=3))
+    state_file = first.checkpoint / "state.json"
+    state = json.loads(state_file.read_text())
+    content, old_key = state.pop("data_content"), "0123456789abcdef01234567"
+    del state["data_count"]
+    state_file.write_text(json.dumps({**state, "data_fingerprint": old_key}))  # an older format's key
+    with pytest.raises(ResumeMismatch, match="predates content fingerprints"):  # nothing says what it was
+        train(tiny_config(tmp_path, faces, max_steps=4, resume="latest"))
+    cache = tmp_path / "cache"
+    (cache / f"{old_key}.json").write_text(json.dumps({"format": 0, "count": 48, "content": content}))
+    resumed = train(tiny_config(tmp_path, faces, max_steps=4, resume="latest"))
+    assert resumed.progress.step == 4
+    (cache / f"{old_key}.json").write_text(json.dumps({"format": 0, "count": 48, "content": "f" * 24}))
+    state_file.write_text(json.dumps({**state, "data_fingerprint": old_key}))
+    for stale in checkpoints.list_checkpoints(tmp_path / "run" / "checkpoints"):
+        if stale != first.checkpoint:
+            shutil.rmtree(stale)
+    with pytest.raises(ResumeMismatch, match="the training images differ"):  # it recorded other images
+        train(tiny_config(tmp_path, faces, max_steps=4, resume="latest"))
 
 
 SHARED = ROOT.parent / "shared"

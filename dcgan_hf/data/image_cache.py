@@ -130,6 +130,24 @@ def cache_files(cache_dir: str | os.PathLike | None, key: str) -> tuple[Path, Pa
     return folder / f"{key}.npy", folder / f"{key}.json"
 
 
+def recorded_content(cache_dir: str | os.PathLike | None, key: str) -> str | None:
+    """The content hash a cache built under ``key`` recorded, or None (no such cache, or none recorded).
+
+    A checkpoint written before content hashes existed names its data by file stamps only, and
+    those keys changed with the cache format; the cache that checkpoint's run decoded still says
+    what its images were, so the same images are recognised on the machine that trained it.
+    """
+    _, meta_path = cache_files(cache_dir, key)
+    try:
+        if meta_path.stat().st_size > 64 * 1024:  # a description is ~200 bytes
+            return None
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    content = meta.get("content") if isinstance(meta, dict) else None
+    return content if isinstance(content, str) and 0 < len(content) <= 64 else None
+
+
 def reuse(cache_dir: str | os.PathLike | None, key: str, *, unit: str = "files") -> ImageCache | None:
     """The cache under ``key`` when it is complete (memory-mapped copy-on-write: writable for torch,
     never written back), else None.

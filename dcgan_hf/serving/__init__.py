@@ -20,7 +20,7 @@ _EXPORTS = by_module(
             "PrecisionChoice half_precision_difference try_half_precision choose_precision",
     server="STRIP_COLUMNS GIF_FRAME_MS PROJECTION_SLICE PROJECTION_SECONDS MAX_GIF_REVISIONS GeneratedGrid "
            "Interpolation Projection TrainingWalk RequestGauge ModelServer SWEEP_FRAME_MS TRAINING_GIF_FRAME_MS "
-           "evenly_spaced",
+           "evenly_spaced fp32_on_cpu",
     fallback="ModelStatus BUNDLED_LABEL describe_source load_with_fallback find_discriminator load_revision_on",
     worker="InferenceWorker",
     outputs="OutputFolder",

@@ -8,6 +8,7 @@ lets a 1-image request in between its chunks instead of making it wait for all f
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import os
@@ -147,6 +148,9 @@ class ModelServer:
     history: TrainingHistory | None = field(default=None, repr=False)
     gauge: RequestGauge = field(default_factory=RequestGauge, repr=False)
     directions: Directions | None = field(default=None, repr=False)  # the Edit tab's; serve() fills it in
+    # live mode (issue 18, dcgan_hf.serving.live): the weights in fp32 on the CPU, what the browser runs and is
+    # compared with; ``generator`` itself may be an fp16 copy on a GPU. serve() fills it in.
+    cpu_generator: Generator | None = field(default=None, repr=False)
 
     @classmethod
     def start(
@@ -181,6 +185,7 @@ class ModelServer:
         target = torch.device(device)
         zero_gpu = on_zero_gpu()
         directions = generator.directions  # loaded with the model, else SeFa of its (fp32) weights
+        cpu_generator = fp32_on_cpu(generator, target)  # live mode (issue 18)
         generator, precision = choose_precision(generator.to(target).eval(), target, zero_gpu=zero_gpu)
         if discriminator is not None:
             discriminator = discriminator.to(target).eval()
@@ -202,7 +207,7 @@ class ModelServer:
         )
         logger.info("serving %s on %s, %s", status.serving, target, precision.note)
         return cls(generator, status, InferenceWorker(policy, threaded=not zero_gpu), discriminator, history,
-                   directions=directions)
+                   directions=directions, cpu_generator=cpu_generator)
 
     @_counted
     def generate(self, request: GenerateRequest) -> GeneratedGrid:
@@ -350,6 +355,14 @@ class ModelServer:
     @staticmethod
     def _strip_and_frames(frames: torch.Tensor) -> tuple[Image.Image, list[Image.Image]]:
         return imaging.grid_image(frames, nrow=min(STRIP_COLUMNS, frames.shape[0])), imaging.to_pil(frames)
+
+
+def fp32_on_cpu(generator: Generator, target: torch.device) -> Generator:
+    """``generator`` itself when it stays an fp32 model on the CPU, else an fp32 CPU copy (live mode, issue 18)."""
+    parameter = next(generator.parameters())
+    if target.type == "cpu" and parameter.device.type == "cpu" and parameter.dtype == torch.float32:
+        return generator
+    return copy.deepcopy(generator).to("cpu", torch.float32).eval()
 
 
 def _concat_and_finish(parts: list[torch.Tensor], finish: Callable[[torch.Tensor], T]) -> tuple[torch.Tensor, T]:

@@ -174,8 +174,9 @@ def build_hub_folder(
     card = {**card, "local_path": card.get("local_path") or short_path(str(folder))}
     with replace_folder(folder) as tmp:
         built = HubLayout(tmp)
-        for name, source in extras.items():
+        for name, source in extras.items():  # a name may have a folder: history/epoch-000040.safetensors
             if source.is_file():
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, tmp / name)
         curve = card.get("metric_curve")
         generator.save_pretrained(tmp, model_card_kwargs={

@@ -18,6 +18,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.cache import load_cache
+from ..data import image_cache
 from ..data.folders import DeviceBatches, synthetic_images
 from ..data.image_cache import DataError, ImageCache
 from ..layout import EMA_COUNTER, TRAINING_STATE_DIR, CheckpointLayout, HubLayout, RunLayout
@@ -230,8 +231,11 @@ def snapshot(run: Run, progress: checkpoints.Progress) -> checkpoints.Checkpoint
 
 def _restore(run: Run, saved: checkpoints.Checkpoint, source: Path) -> checkpoints.Progress:
     config = run.config
+    # a checkpoint older than content hashes: the image cache its run built may still say what it held
+    saved_content = saved.data_content or image_cache.recorded_content(config.data_cache or None,
+                                                                       saved.data_fingerprint)
     changes = resume_check.check(
-        saved.config, resume_check.DataIdentity(saved.data_fingerprint, saved.data_content, saved.data_count),
+        saved.config, resume_check.DataIdentity(saved.data_fingerprint, saved_content, saved.data_count),
         config, resume_check.DataIdentity(run.data.fingerprint, run.data.content, len(run.data)), str(source))
     if changes:
         log.warning("resuming %s with changes (--allow-changes): %s", source, "; ".join(changes))
