@@ -4,9 +4,11 @@ pruned after a while so a long-running Space does not fill its disk.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
+from typing import Sequence
 
 from ..files import write_atomic
 
@@ -36,3 +38,13 @@ class OutputFolder:
                     entry.unlink()
             except FileNotFoundError:
                 pass  # another request pruned it first
+
+
+def tile_name(seed: int, truncation: float) -> str:
+    """A gallery tile's file name: the face it shows."""
+    return f"dcgan-seed{seed}-t{truncation:g}.png"
+
+
+def grid_digest(seeds: Sequence[int]) -> str:
+    """8 hex digits naming a list of seeds (a grid's file name stays short however many it shows)."""
+    return hashlib.sha256(",".join(map(str, seeds)).encode()).hexdigest()[:8]

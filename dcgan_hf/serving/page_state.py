@@ -86,6 +86,16 @@ class PageState:
         return asdict(self)
 
 
+TRAINING_FIELDS = ("epoch", "training_seeds", "gif_seed")  # only on a page with a Training tab
+
+
+def state_fields(training: bool = True) -> list[str]:
+    """The fields a page's URL carries, in PageState's order (the page lists its components in it):
+    every field but the tab, and the Training tab's only where there is one."""
+    return [field.name for field in fields(PageState)
+            if field.name != "tab" and (training or field.name not in TRAINING_FIELDS)]
+
+
 def query_defaults() -> dict[str, Any]:
     """query key → default value, for the page's script that writes the URL."""
     defaults = PageState()

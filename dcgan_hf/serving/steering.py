@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from .. import arithmetic, latent_token
-from ..completion import PRESETS, encode_mask, parse_mask, preset_mask
+from ..completion import PRESETS, encode_mask, parse_mask, preset_mask, psnr
 from ..directions import SWEEP_SPAN, Directions, format_edit, parse_edit
 from ..latent import latent
 from .requests import (
@@ -225,3 +226,12 @@ def mask_label(mask: torch.Tensor) -> str:
         if torch.equal(preset_mask(name), mask):
             return name
     return "m" + _short_hash(encode_mask(mask))
+
+
+def completion_summary(completion: Any, seconds: float) -> dict[str, Any]:
+    """What /complete reports beside the picture: the mask, how well the visible part is kept, the latent."""
+    return {
+        "mask": mask_label(completion.mask), "hidden_pixels": int(completion.mask.sum()),
+        "visible_psnr_db": round(psnr(completion.visible_mse), 2), "steps": completion.projection.steps,
+        "seconds": round(seconds, 2), "latent": latent_token.encode(completion.projection.z),
+    }

@@ -24,9 +24,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
-from ..photos import ACCEPTED, sniff_format
+import numpy as np
+import torch
+
+from ..photos import ACCEPTED, MAX_BYTES, photo_from_file, sniff_format
 
 MAX_FILES = 4  # per upload request; the page sends one
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -224,3 +227,36 @@ def file_parts(body: bytes, boundary: bytes) -> list[bytes]:
 
 def _mb(count: int) -> str:
     return f"{count / 2**20:.0f} MB"
+
+
+def claimed_upload(photo: object, uploads: UploadLedger) -> Path:
+    """The uploaded file behind a FileData value, claimed from the ledger of uploads (see dcgan_hf.serving.uploads)."""
+    if photo is None:
+        raise ValueError(f"upload a photo first ({ACCEPTED}, at most {MAX_BYTES // 2**20} MB)")
+    path = photo.get("path") if isinstance(photo, dict) else None
+    if not isinstance(path, str) or not path:
+        raise ValueError("the photo must be an uploaded file")
+    claimed = uploads.claim(path)
+    if claimed is None or not claimed.is_file():
+        raise ValueError("the photo must be a file uploaded for this request, and each upload is used once: "
+                         "upload it again")
+    return claimed
+
+
+def read_photo(photo: object, uploads: UploadLedger) -> Any:
+    """An uploaded photo's 64×64 crop (uint8 tensor): claimed from the ledger (this request's alone),
+    size, type and dimensions checked first, file deleted. A path that is no unclaimed upload of this
+    app is neither read nor deleted."""
+    path = claimed_upload(photo, uploads)
+    try:
+        return photo_from_file(path).pixels
+    finally:
+        discard(path)
+
+
+def crop_tensor(crop: Any) -> Any:
+    """The session's photo crop (kept as a uint8 array in a gr.State) back as a tensor, checked."""
+    array = np.asarray(crop)
+    if array.dtype != np.uint8 or array.shape != (3, 64, 64):
+        raise ValueError("upload the photo again")
+    return torch.from_numpy(array.copy())
