@@ -14,8 +14,8 @@ from .images import make_grid
 from .latent import SEED_LIMIT, check_seed, check_truncation, latent, latents, parse_seeds
 from .models import Discriminator, Generator, ModelLoadError
 from .sampling import interpolate, interpolation_gif, render, sample
+from .version import __version__
 
-__version__ = "0.1.0"
 
 _moved.install()  # old module paths (dcgan_hf.hub_client, dcgan_hf.card, ...) keep working
 

@@ -28,6 +28,7 @@ from .errors import ModelLoadError
 from .finite import require_finite
 from .hub.client import download_file, ensure_repo
 from .layout import CONFIG_FILE, WEIGHTS_FILE, HubLayout
+from .version import __version__
 
 # The architecture sizes a config.json, a legacy checkpoint or a training flag may ask for:
 # the one place they are bounded. DCGAN uses nz 100, ngf/ndf 64, nc 3; the limits are far
@@ -152,8 +153,6 @@ class HubModel(nn.Module):
         """What the weights file says about itself (safetensors metadata: strings only): a file found on
         its own still names its architecture and the library that wrote it. Loading never trusts it:
         config.json and the tensors' shapes decide."""
-        from . import __version__
-
         return {"format": "pt", "model_type": self.model_type, "library": "dcgan_hf", "library_version": __version__,
                 **{key: str(value) for key, value in self.config.items()}}
 

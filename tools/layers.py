@@ -21,7 +21,7 @@ MAX_MODULE_LINES = 450
 
 # bottom first; a name matches a module or every module of a subpackage
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundations", ["_lazy", "_moved", "errors", "files", "finite", "bounded_json", "layout", "devices", "images",
+    ("foundations", ["_lazy", "_moved", "version", "errors", "files", "finite", "bounded_json", "layout", "devices", "images",
                      "latent", "latent_token", "scores", "arithmetic", "data.decoding"]),
     ("persistence", ["hub.client", "hub.card", "persistence"]),
     ("models", ["models", "sampling", "directions", "epoch_history"]),
@@ -75,7 +75,8 @@ def imports(path: Path, module: str) -> set[str]:
             for alias in node.names:
                 if alias.name.split(".")[0] == "dcgan_hf":
                     found.add(".".join(alias.name.split(".")[1:]))
-    return {name for name in (resolve(item) for item in found) if name and name != module}
+    resolved = {resolve(item) for item in found}
+    return {name or "__init__" for name in resolved if (name or "__init__") != module and name != module}
 
 
 def known(name: str) -> bool:
