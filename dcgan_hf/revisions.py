@@ -23,19 +23,21 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from huggingface_hub import HfApi
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from . import bounded_json, epoch_history
-from .hub.loading import ModelSpec
-from .hub.client import download_file, hub_errors
-from .layout import EMA_COUNTER, CheckpointLayout, RunLayout, complete_checkpoints, run_folder
 from .errors import ModelLoadError
+from .hub.client import download_file, hub_errors, list_files, list_refs
+from .hub.loading import ModelSpec
+from .layout import EMA_COUNTER, CheckpointLayout, RunLayout, complete_checkpoints, run_folder
 from .models import Generator
 from .persistence import read_safetensors_header
+
+if TYPE_CHECKING:  # a test may hand in its own client; every call goes through dcgan_hf.hub.client
+    from huggingface_hub import HfApi
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ def epoch_of_tag(name: str) -> int | None:
 def hub_revisions(repo_id: str, api: HfApi | None = None) -> list[TrainingRevision]:
     """The repo's ``epoch-N`` tags, oldest epoch first (other tags and branches are ignored)."""
     with hub_errors(repo_id):
-        refs = (api or HfApi()).list_repo_refs(repo_id)
+        refs = list_refs(repo_id, api)
     found = [
         TrainingRevision(epoch, repo_id, tag.name, tag.target_commit)
         for tag in refs.tags
@@ -102,7 +104,7 @@ def hub_revisions(repo_id: str, api: HfApi | None = None) -> list[TrainingRevisi
 def hub_history_revisions(repo_id: str, api: HfApi | None = None) -> list[TrainingRevision]:
     """The repo's ``history/epoch-NNNNNN.safetensors`` files, oldest epoch first."""
     with hub_errors(repo_id):
-        files = (api or HfApi()).list_repo_files(repo_id)
+        files = list_files(repo_id, api)
     found = {}
     for name in files:
         if name.startswith(HISTORY_PREFIX) and (match := epoch_history.FILE_PATTERN.fullmatch(name[len(HISTORY_PREFIX):])):

@@ -133,11 +133,13 @@ def resolve_revision(spec: DatasetSpec) -> str:
     """The commit sha a Hub dataset's revision points at now (a full sha is taken as it is)."""
     if spec.revision and COMMIT_SHA.fullmatch(spec.revision):
         return spec.revision
-    from huggingface_hub import HfApi, constants
+    from huggingface_hub import constants
+
+    from ..hub.client import dataset_commit
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
     try:
-        sha = HfApi().dataset_info(spec.location, revision=spec.revision).sha
+        sha = dataset_commit(spec.location, spec.revision)
     except RevisionNotFoundError:
         raise DatasetSourceError(f"revision {spec.revision!r} not found in dataset {spec.location}") from None
     except RepositoryNotFoundError:

@@ -89,12 +89,32 @@ def download_file(repo_id: str, filename: str, *, revision: str | None = None, *
         return Path(hf_hub_download(repo_id=repo_id, filename=filename, revision=revision, **options))
 
 
+def hub_api(token: str | None = None) -> HfApi:
+    """The Hub client every call of this package goes through (token: the saved login when None)."""
+    return HfApi(token=token)
+
+
+def list_refs(repo_id: str, api: HfApi | None = None) -> Any:
+    """The repo's branches and tags (``huggingface_hub``'s GitRefs)."""
+    return (api or hub_api()).list_repo_refs(repo_id)
+
+
+def list_files(repo_id: str, api: HfApi | None = None) -> list[str]:
+    """Every file path in the repo at its main branch."""
+    return (api or hub_api()).list_repo_files(repo_id)
+
+
+def dataset_commit(repo_id: str, revision: str | None = None) -> str:
+    """The commit sha a dataset repo's ``revision`` (default: main) points at now."""
+    return hub_api().dataset_info(repo_id, revision=revision).sha
+
+
 def ensure_repo(repo_id: str, *, private: bool | None = None, token: str | None = None) -> str:
     """Create the model repo if it is missing and return its full id ("name" → "user/name").
 
     Model cards name the repo they are pushed to, so the id must be known before they are written.
     """
-    return HfApi(token=token).create_repo(repo_id, private=private, exist_ok=True).repo_id
+    return hub_api(token).create_repo(repo_id, private=private, exist_ok=True).repo_id
 
 
 def publish_folder(

@@ -14,12 +14,15 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
-from huggingface_hub import HfApi, get_token
+from huggingface_hub import get_token
 from huggingface_hub.utils import validate_repo_id
 
-from .client import publish_folder
+from .client import hub_api, publish_folder
+
+if TYPE_CHECKING:  # a test may hand in its own client; it is made by dcgan_hf.hub.client
+    from huggingface_hub import HfApi
 
 GIT_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 
@@ -119,7 +122,7 @@ class HubPusher:
             raise ValueError(f"need 0 <= base_delay <= max_delay, got {base_delay} and {max_delay}")
         self.repo_id, self.private = repo_id, private
         self.attempts, self.base_delay, self.max_delay = attempts, base_delay, max_delay
-        self._api = api if api is not None else HfApi(token=token)
+        self._api = api if api is not None else hub_api(token)
         self._jobs: queue.Queue[_PushJob | None] = queue.Queue()
         self._lock = threading.Lock()
         self._results: list[PushResult] = []

@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..hub.client import ensure_repo, publish_folder, transport_errors
+    from ..hub.client import ensure_repo, hub_api, publish_folder, transport_errors
 
     try:
         check_destination(args.out_dir, overwrite=args.overwrite, sources=[args.src])
@@ -160,9 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             loader = "Discriminator" if folder == HubLayout(args.out_dir).discriminator else "Generator"
             print(f"wrote {folder}/  (load with {loader}.from_pretrained({str(folder)!r}))")
         if repo_id is not None:
-            from huggingface_hub import HfApi
 
-            commit = publish_folder(HfApi(), repo_id, args.out_dir, message=f"Convert {args.src.name} with dcgan_hf")
+            commit = publish_folder(hub_api(), repo_id, args.out_dir, message=f"Convert {args.src.name} with dcgan_hf")
             print(f"pushed {args.out_dir}/ to {repo_id} (commit {commit[:10]})")
     except (ValueError, OSError, *transport_errors()) as error:  # ModelLoadError is a ValueError, Hub errors OSErrors
         print(f"error: {error}", file=sys.stderr)
