@@ -211,7 +211,9 @@ class Demo:
             tiles, seeds, grid = self.generate_page(state.seed, state.count, state.truncation)
         except ValueError as error:
             gr.Warning(f"the link's grid could not be drawn: {error}")
-            state = PageState(**{**state.as_dict(), "seed": 42, "count": 16, "truncation": 1.0})
+            bare = PageState()  # the grid a bare link shows
+            state = PageState(**{**state.as_dict(), "seed": bare.seed, "count": bare.count,
+                                 "truncation": bare.truncation})
             tiles, seeds, grid = self.generate_page(state.seed, state.count, state.truncation)
         if self.server.history is not None and state.epoch == 0:  # 0 in a link: the newest epoch
             state = PageState(**{**state.as_dict(), "epoch": self.server.history.epochs[-1]})
