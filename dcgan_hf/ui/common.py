@@ -26,20 +26,11 @@ except ImportError:
 
 
 T = TypeVar("T")
-
-
 logger = logging.getLogger("app")
 
-
 CONCURRENCY_LIMIT = 4  # requests in flight at once; they share one inference worker
-
-
 MAX_QUEUE = 64  # waiting requests beyond this are turned away with "queue full"
-
-
 UI_CONCURRENCY = 8  # page-only events (tile clicks, tab switches): no model work
-
-
 CSS = """
 #gif img, #walk-preview img, #larger img, #reconstruction img, #training-grid img, #training-gif img
   { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
@@ -62,8 +53,6 @@ CSS = """
 
 
 GENERATE_EXAMPLES = ((42, 16, 1.0), (2024, 64, 0.7), (7, 1, 1.0))
-
-
 INTERPOLATE_EXAMPLES = (
     (1, 2, "", 24, "slerp", False, 1.0),
     (10, 20, "30, 40", 40, "slerp", True, 0.8),

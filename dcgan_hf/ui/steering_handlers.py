@@ -32,23 +32,11 @@ from .common import face_data_uri, gpu_durations, on_gpu
 
 
 MAX_SLIDERS = 12  # directions with a slider on the page; the API takes every direction the model has
-
-
 EDIT_FIELDS = ["edit_seed", "edit_truncation", "edit_latent", "edit", "sweep_direction"]
-
-
 ARITHMETIC_FIELDS = ["group_a", "group_b", "group_c", "noise_seed"]
-
-
 COMPLETE_FIELDS = ["complete_seed", "complete_latent", "mask"]
-
-
 STEERING_FIELDS = EDIT_FIELDS + ARITHMETIC_FIELDS + COMPLETE_FIELDS
-
-
 COMPLETE_SOURCES = ("seed", "latent token", "my photo")
-
-
 ARITHMETIC_TILES = 24  # faces the Arithmetic tab's gallery shows at a time
 
 
