@@ -169,6 +169,10 @@ def main() -> int:
         artifacts.plot_losses(progress.history, extras["loss.png"])
         artifacts.plot_metrics(progress.metrics, config.batch_size, extras["fid.png"])
         history = history_extras(run, progress.epoch, args.history)
+        if history:
+            epochs = ", ".join(str(int(Path(name).stem.split("-")[1])) for name in sorted(history))
+            card["notes"] = (f"`history/` holds this run's generator (EMA) at epochs {epochs}, in float16 "
+                             "(`dcgan_hf.epoch_history.load_epoch`); the demo's Training tab shows them.")
         publish.build_hub_folder(args.out, generator=generator, discriminator=discriminator, checkpoint=None,
                                  tensorboard_dir=None, extras={**extras, **history}, card=card)
     print(f"history/: {', '.join(sorted(history)) or 'none'}", flush=True)

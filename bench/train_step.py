@@ -18,7 +18,9 @@ compiling; R1 steps stay eager, since compiled graphs do not double-backward), t
 end to end (fp32 vs what ``--precision auto`` picks here) and, with ``--layouts``, the process
 layout on the machine's cores (1 process × all threads, torchrun ranks × 1 thread, 1 thread).
 Rounds are interleaved and the best of each variant is kept: on a shared machine a
-neighbour's burst should not decide.
+neighbour's burst should not decide. Step rates are images per CPU-second of this process (one
+intra-op thread: what a core buys, whatever else the machine runs); the end-to-end loop and the
+layouts are wall-clock rates, so run those on a quiet machine.
 """
 
 from __future__ import annotations
@@ -189,10 +191,10 @@ def step_study(variants: dict, *, ngf: int, batch: int, rounds: int, block: int,
         order = list(built) if round_index % 2 == 0 else list(reversed(built))
         for name in order:
             step, real = built[name]
-            started = time.perf_counter()
+            started = time.process_time()  # CPU seconds of this process: a busy neighbour does not count
             for index in range(block):
                 step(real, index if with_r1 else index * 16 + 1)
-            best[name] = max(best[name], batch * block / (time.perf_counter() - started))
+            best[name] = max(best[name], batch * block / (time.process_time() - started))
     return best
 
 
