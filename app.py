@@ -18,7 +18,7 @@ API (``gradio_client``)::
     face_png, token, summary = client.predict(photo=handle_file("me.jpg"), api_name="/project")
     strip_png, gif = client.predict(seed_a=0, seed_b=42, start_latent=token, api_name="/interpolate")
     edited_png, edited = client.predict(seed=7, truncation=1.0, latent=token, edit="smile=2", api_name="/edit")
-    figure_png, result = client.predict(expression="10,53,85 - 3,20,39 + 11,52,64", truncation=1.0,
+    figure_png, result = client.predict(expression="0,17,53 - 3,14,49 + 34,46,61", truncation=1.0,
                                         noise_seed=0, api_name="/arithmetic")
     filled_png, summary = client.predict(seed=7, truncation=1.0, latent="", mask="eyes", api_name="/complete")
 """
@@ -537,7 +537,7 @@ class SteeringHandlers:
         """Face arithmetic as in the DCGAN paper: mean latents of groups, added and subtracted.
 
         Args:
-            expression: groups of seeds (or latent tokens) joined by + and -, e.g. "10,53,85 - 3,20,39 + 11,52,64" (smiling women - neutral women + neutral men); a minus needs a space on each side; at most 8 groups of 64 faces.
+            expression: groups of seeds (or latent tokens) joined by + and -, e.g. "0,17,53 - 3,14,49 + 34,46,61" (smiling women - neutral women + neutral men); a minus needs a space on each side; at most 8 groups of 64 faces.
             truncation: scale of the seeds' latents, in (0, 4]; 1.0 = off.
             noise_seed: seed of the 8 neighbours' noise (uniform ±0.25 around the result), 0 to 2147483647.
 
