@@ -129,8 +129,27 @@ def test_the_demo_serves_the_bundled_model_by_default():
     try:
         assert server.status.serving == BUNDLED_LABEL and not server.status.fell_back
         assert str(BUNDLED_MODEL.parent) not in server.status.markdown()  # no server paths on the page
+        # its history/ epochs make the Training tab show how it learned
+        epochs = list(server.status.as_dict()["training_epochs"])
+        assert len(epochs) >= 6 and epochs == sorted(epochs)
+        revision, grid = server.training_grid(epochs[0], [0, 1])
+        assert revision.epoch == epochs[0] and "history/" in revision.describe()
     finally:
         server.close()
+
+
+def test_the_bundled_history_files_are_its_runs_epoch_generators():
+    from dcgan_hf.epoch_history import list_epochs, load_epoch, read_metadata
+
+    entries = list_epochs(BUNDLED_MODEL)
+    G = Generator.from_pretrained(BUNDLED_MODEL)
+    assert sum(entry.path.stat().st_size for entry in entries) <= 16 * 2**20  # a few MB in git
+    for entry in entries:
+        assert int(read_metadata(entry.path)["epoch"]) == entry.epoch
+    last = load_epoch(entries[-1].path)  # the bundled epoch, in float16: the same faces within rounding
+    assert last.config == G.config
+    difference = (sample(last, range(8)).float() - sample(G, range(8)).float()).abs()
+    assert difference.mean() < 2 and difference.max() <= 64
 
 
 # -- steering: edits, sweeps, face arithmetic, completion ----------------------------------------
