@@ -30,11 +30,11 @@ import pytest
 
 from dcgan_hf.serving.live import NPM_DIST, ORT_VERSION, RUNTIME_FILES, runtime_problem, sri
 from test_app import AppProcess, client_for, make_model_folder, pixels, start_app, tile
-from test_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, save_screenshot
+from test_browser import CHROMIUM, WAIT_MS, browser, save_screenshot  # noqa: F401  (browser: the same fixture)
 
 if not CHROMIUM.exists():
     pytest.skip("Debian chromium is not installed (apt-get install -y chromium chromium-driver)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+from playwright import sync_api  # noqa: E402  (requirements-test.txt installs it)
 if runtime_problem(NPM_DIST) is not None:
     pytest.skip("ONNX Runtime Web is not installed in web/node_modules: run `npm ci --prefix web` "
                 "(the README's test command does)", allow_module_level=True)
@@ -52,14 +52,6 @@ def app(model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppPr
     process = start_app("--model", str(model), workdir=tmp_path_factory.mktemp("live-app"))
     yield process.wait_until_ready()
     process.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator["sync_api.Browser"]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
