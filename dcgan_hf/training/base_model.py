@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..hub.client import hub_is_reachable, is_hub_repo_id
 from ..hub.loading import BUNDLED_MODEL, BUNDLED_REPO_ID, parse_model_spec
 from ..layout import DISCRIMINATOR_DIR
 from ..models import Discriminator, Generator, ModelLoadError
@@ -30,13 +31,15 @@ def load_base_model(spec: str, *, nz: int, ngf: int, ndf: int) -> BaseModel:
     """Load G and D from ``spec`` (folder or ``user/repo[@rev]``) and check them against the run's sizes."""
     parsed = parse_model_spec(spec)
     where = f"--init-from {spec}"
+    # A Hub it cannot reach would be retried for ~25 s per file: ask once, then use the local cache only.
+    cache_only = not parsed.is_local and is_hub_repo_id(parsed.source) and not hub_is_reachable()
     try:
-        generator = Generator.from_pretrained(parsed.source, revision=parsed.revision)
+        generator = Generator.from_pretrained(parsed.source, revision=parsed.revision, local_files_only=cache_only)
     except ModelLoadError as error:
         raise ModelLoadError(f"{where}: {error}") from error
     try:
         discriminator = Discriminator.from_pretrained(parsed.source, revision=parsed.revision,
-                                                      subfolder=DISCRIMINATOR_DIR)
+                                                      subfolder=DISCRIMINATOR_DIR, local_files_only=cache_only)
     except ModelLoadError as error:
         raise ModelLoadError(
             f"{where}: no usable {DISCRIMINATOR_DIR}/ beside the generator ({error}); training needs both networks"
