@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -28,6 +28,8 @@ from .files import write_atomic
 from .finite import require_finite
 from .models import Generator
 from .persistence import CONFIG_MAX_BYTES, read_safetensors_header
+
+T = TypeVar("T")
 
 FORMAT = "dcgan_hf-epoch-generator/1"
 HISTORY_DIR = "history"
@@ -74,16 +76,21 @@ def list_epochs(folder: str | os.PathLike) -> list[EpochGenerator]:
     return [EpochGenerator(epoch, path) for epoch, path in sorted(found)]
 
 
+def evenly_spaced(items: Sequence[T], limit: int) -> list[T]:
+    """At most ``limit`` of ``items``, evenly spread over them, the first and last always included."""
+    if limit < 1:
+        raise ValueError(f"limit must be ≥ 1, got {limit}")
+    if len(items) <= limit:
+        return list(items)
+    if limit == 1:
+        return [items[-1]]
+    picks = sorted({round(index * (len(items) - 1) / (limit - 1)) for index in range(limit)})
+    return [items[index] for index in picks]
+
+
 def evenly_spaced_epochs(entries: Sequence[EpochGenerator], count: int) -> list[EpochGenerator]:
     """At most ``count`` of ``entries``, evenly spread over them, the first and last always included."""
-    if count < 1:
-        raise ValueError(f"count must be ≥ 1, got {count}")
-    if len(entries) <= count:
-        return list(entries)
-    if count == 1:
-        return [entries[-1]]
-    picks = sorted({round(index * (len(entries) - 1) / (count - 1)) for index in range(count)})
-    return [entries[index] for index in picks]
+    return evenly_spaced(entries, count)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

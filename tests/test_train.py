@@ -453,3 +453,30 @@ SHARED = ROOT.parent / "shared"
 R1W32 = SHARED / "runs" / "r1w32" / "checkpoint-000019206"
 
 
+
+
+def test_the_progress_gif_keeps_a_bounded_number_of_evenly_spaced_epochs(tmp_path):
+    """Rewritten at every epoch end: a long run's GIF must not cost more with every epoch."""
+    from PIL import Image
+
+    from dcgan_hf.epoch_history import evenly_spaced
+    from dcgan_hf.images import gif_frame_count
+    from dcgan_hf.training.artifacts import write_progress_gif
+
+    assert evenly_spaced(list(range(10)), 4) == [0, 3, 6, 9] and evenly_spaced([1, 2], 5) == [1, 2]
+    assert evenly_spaced(list(range(10)), 1) == [9]
+    with pytest.raises(ValueError, match="limit must be"):
+        evenly_spaced([1], 0)
+    colours = [(epoch * 20, 255 - epoch * 20, 128) for epoch in range(1, 11)]
+    grids = []
+    for epoch, colour in enumerate(colours, start=1):
+        Image.new("RGB", (66, 66), colour).save(path := tmp_path / f"epoch-{epoch:04d}.png")
+        grids.append(path)
+    write_progress_gif(grids, gif := tmp_path / "progress.gif", max_frames=4)
+    assert gif_frame_count(gif.read_bytes()) == 4
+    with Image.open(gif) as animation:
+        shown = []
+        for index in range(4):
+            animation.seek(index)
+            shown.append(animation.convert("RGB").getpixel((33, 33)))
+    assert shown == [colours[0], colours[3], colours[6], colours[9]]  # first and last epoch always, exact colours

@@ -25,6 +25,7 @@ from ..arithmetic import CENTRE
 from ..completion import Completion, completer, finish as finish_completion
 from ..devices import resolve_device
 from ..directions import Directions
+from ..epoch_history import evenly_spaced
 from ..hub.loading import BUNDLED_MODEL, LoadedModel, hub_commit
 from ..latent import path
 from ..models import Discriminator, Generator
@@ -372,11 +373,3 @@ def _concat_and_finish(parts: list[torch.Tensor], finish: Callable[[torch.Tensor
 
 SWEEP_FRAME_MS = 120  # a sweep's GIF runs there and back
 TRAINING_GIF_FRAME_MS = 400  # epochs change a lot: a slower pace than a latent walk
-
-
-def evenly_spaced(items: Sequence[T], limit: int) -> list[T]:
-    """At most ``limit`` items, evenly spread, the first and last always included."""
-    if len(items) <= limit:
-        return list(items)
-    picks = sorted({round(index * (len(items) - 1) / (limit - 1)) for index in range(limit)})
-    return [items[index] for index in picks]
