@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms.functional import gaussian_blur
 
 from .models import Discriminator, Generator
 from .projection import ProjectionResult, ProjectionSettings, Projector
@@ -93,6 +92,8 @@ def mask_from_image(image: Image.Image) -> torch.Tensor:
 
 def blend(target: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """uint8 (C, 64, 64): ``generated`` in the hole, ``target`` outside, a soft ramp just outside the seam."""
+    from torchvision.transforms.functional import gaussian_blur  # imported where used, as in images.grid
+
     hidden = mask.float()[None, None]
     ramp = gaussian_blur(hidden, [SEAM_KERNEL, SEAM_KERNEL], [SEAM_SIGMA, SEAM_SIGMA])
     alpha = torch.maximum(ramp, hidden)[0]  # every hidden pixel fully generated

@@ -18,11 +18,13 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from torchvision.transforms import v2 as transforms
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2 as transforms
 
 MAX_PIXELS = 40_000_000  # 40 MP (a 7296×5472 camera frame): ~120 MB once decoded as RGB
 MAX_FILE_BYTES = 256 * 1024 * 1024  # one training image file (an uncompressed 40 MP BMP fits), checked before reading
@@ -80,8 +82,10 @@ def open_image(data: bytes, limits: ImageLimits, formats: Sequence[str] | None =
     return image
 
 
-def transform_for(resolution: int) -> transforms.Compose:
+def transform_for(resolution: int) -> "transforms.Compose":
     """The classic DCGAN transform up to the uint8 stage: short side → resolution, centre crop."""
+    from torchvision.transforms import v2 as transforms  # imported where used, as in images.grid
+
     return transforms.Compose([transforms.Resize(resolution), transforms.CenterCrop(resolution)])
 
 
