@@ -106,15 +106,19 @@ class AppProcess:
             self.process.wait()
 
 
-def start_app(*args: str, workdir: Path, env: dict[str, str] | None = None, as_background_job: bool = False
-              ) -> AppProcess:
+def start_app(*args: str, workdir: Path, env: dict[str, str] | None = None, as_background_job: bool = False,
+              live: bool = False) -> AppProcess:
     """``python app.py *args`` on a free port, not yet waited for (start several, then wait).
 
     ``as_background_job`` starts it the way ``cmd &`` in a script does: with SIGINT ignored.
+    ``live``: export the model for live mode at start-up, as the app does by default; off for
+    the tests that do not look at live mode (``--live-runtime off``: ~3 s less CPU per start).
     """
     port = free_port()
     log = workdir / f"app-{port}.log"
     command = [sys.executable, str(ROOT / "app.py"), *args, "--host", "127.0.0.1", "--port", str(port)]
+    if not live:
+        command += ["--live-runtime", "off"]
     inherit_ignored_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if as_background_job else None
     with log.open("wb") as sink:
         process = subprocess.Popen(

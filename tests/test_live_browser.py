@@ -49,7 +49,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def app(model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
-    process = start_app("--model", str(model), workdir=tmp_path_factory.mktemp("live-app"))
+    process = start_app("--model", str(model), workdir=tmp_path_factory.mktemp("live-app"), live=True)
     yield process.wait_until_ready()
     process.stop()
 
