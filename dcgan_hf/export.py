@@ -108,6 +108,8 @@ def onnx_bytes(
         raise ExportError(f"only a dcgan_hf Generator (with .main and .nz) can be exported, got {type(generator).__name__}")
     for module in ("onnx", "onnxscript"):
         _require(module)
+    import torch._dynamo  # noqa: F401  the exporter's machinery, loaded before the room for the export is measured
+
     check_opset(opset)
     check_memory(generator)
     model = _LatentsToImages(generator).to("cpu", torch.float32).eval()

@@ -159,8 +159,12 @@ class Discriminator(HubModel, PyTorchModelHubMixin, **HUB_METADATA):
 def dcgan_init(model: nn.Module, generator: torch.Generator | None = None) -> None:
     """DCGAN paper init: conv weights N(0, 0.02), BN scale N(1, 0.02), BN shift 0.
 
-    Pass ``generator`` to make the weights a function of its seed alone (training does).
+    Pass ``generator`` to make the weights a function of its seed alone (training does). A model
+    built on the meta device (shapes only: the loaders' size checks) has no values to draw, and
+    drawing them there imports torch's compiler (~1.5 s of CPU) for nothing.
     """
+    if any(parameter.is_meta for parameter in model.parameters()):
+        return
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(module.weight, 0.0, 0.02, generator=generator)

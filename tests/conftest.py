@@ -48,3 +48,14 @@ def repo_root() -> Path:
 
 
 from hub_server import local_hub, local_hub_server  # noqa: E402,F401  (the fake Hub's fixtures)
+
+
+@pytest.hookimpl(optionalhook=True)  # the hook exists only with pytest-xdist
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (the README's command): one worker more than the cores this process may use.
+
+    Every app, CLI and training test waits while a subprocess starts (imports: 2–7 s of one
+    core), so a worker per core leaves cores idle; a third worker on 2 cores fills those gaps
+    (the whole suite, idle 2-core machine: 5:41 with 2 workers → 5:14 with 3; bench/RESULTS.md §17).
+    """
+    return len(os.sched_getaffinity(0)) + 1
