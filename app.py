@@ -19,7 +19,7 @@ API (``gradio_client``)::
     face_png, token, summary = client.predict(photo=handle_file("me.jpg"), api_name="/project")
     strip_png, gif = client.predict(seed_a=0, seed_b=42, start_latent=token, api_name="/interpolate")
     edited_png, edited = client.predict(seed=7, truncation=1.0, latent=token, edit="smile=2", api_name="/edit")
-    figure_png, result = client.predict(expression="0,17,53 - 3,14,49 + 34,46,61", truncation=1.0,
+    figure_png, result = client.predict(expression="0,27,47 - 1,15,49 + 21,25,34", truncation=1.0,
                                         noise_seed=0, api_name="/arithmetic")
     filled_png, summary = client.predict(seed=7, truncation=1.0, latent="", mask="eyes", api_name="/complete")
 """

@@ -209,7 +209,7 @@ def readme_pictures() -> None:
         "sweep-smile.png": ["--seeds", "1,24,52", "--sweep", "smile", "--frames", "7"],
         "edit.png": ["--seeds", "17,29,44,61", "--edit", "dark hair=2", "--edit", "smile=2", "--nrow", "4"],
         "plain.png": ["--seeds", "17,29,44,61", "--nrow", "4"],
-        "arithmetic.png": ["--arithmetic", "0,17,53 - 3,14,49 + 34,46,61"],  # PageState's default groups
+        "arithmetic.png": ["--arithmetic", "0,27,47 - 1,15,49 + 21,25,34"],  # PageState's default groups
         "completion.png": ["--seeds", "3,21,52", "--complete", "right"],
     }
     for name, arguments in commands.items():

@@ -74,9 +74,9 @@ class PageState:
     edit_latent: str = ""  # a latent token: replaces the edit's seed
     edit: str = ""  # "0=2.5,3=-1": amounts along the model's directions
     sweep_direction: int = 0
-    group_a: str = "0, 17, 53"  # face arithmetic, A - B + C: smiling women - neutral women + neutral men
-    group_b: str = "3, 14, 49"  # (seeds of the bundled model, picked from its gallery; RESULTS §13)
-    group_c: str = "34, 46, 61"
+    group_a: str = "0, 27, 47"  # face arithmetic, A - B + C: smiling women - neutral women + neutral men
+    group_b: str = "1, 15, 49"  # (seeds of the bundled model, picked from its gallery; RESULTS §13)
+    group_c: str = "21, 25, 34"
     noise_seed: int = 0
     complete_seed: int = 42
     complete_latent: str = ""

@@ -103,7 +103,7 @@ class SteeringHandlers:
         """Face arithmetic as in the DCGAN paper: mean latents of groups, added and subtracted.
 
         Args:
-            expression: groups of seeds (or latent tokens) joined by + and -, e.g. "0,17,53 - 3,14,49 + 34,46,61" (smiling women - neutral women + neutral men); a minus needs a space on each side; at most 8 groups of 64 faces.
+            expression: groups of seeds (or latent tokens) joined by + and -, e.g. "0,27,47 - 1,15,49 + 21,25,34" (smiling women - neutral women + neutral men); a minus needs a space on each side; at most 8 groups of 64 faces.
             truncation: scale of the seeds' latents, in (0, 4]; 1.0 = off.
             noise_seed: seed of the 8 neighbours' noise (uniform ±0.25 around the result), 0 to 2147483647.
 
