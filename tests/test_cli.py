@@ -15,6 +15,7 @@ from PIL import Image
 
 from dcgan_hf import Discriminator, Generator, images, interpolate, sample
 from dcgan_hf.__main__ import main
+from dcgan_hf.completion import complete
 from dcgan_hf.hub.loading import BUNDLED_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,10 +179,25 @@ def test_edit_sweep_and_arithmetic_equal_the_library(model_dir, tmp_path, capsys
         assert picture.height == 3 * 66 + 2 and picture.width > 3 * 66 + 3 * 64
 
 
-def test_completion_writes_original_hidden_and_filled_rows(model_dir, tmp_path):
+def test_completion_writes_original_hidden_and_filled_rows(model_dir, tmp_path, monkeypatch):
+    import dcgan_hf.__main__ as cli
+
+    threads_seen = []
+
+    def completing(*args, **kwargs):  # the real completion, noting the thread count it runs on
+        threads_seen.append(torch.get_num_threads())
+        return complete(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "complete", completing)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
     out = tmp_path / "filled.png"
-    assert main(["generate", "--model", str(model_dir), "--seeds", "4,5", "--complete", "left",
-                 "--out", str(out)]) == 0
+    try:
+        assert main(["generate", "--model", str(model_dir), "--seeds", "4,5", "--complete", "left",
+                     "--out", str(out)]) == 0
+        assert threads_seen == [1, 1] and torch.get_num_threads() == 2  # one face at a time: 1 thread, then given back
+    finally:
+        torch.set_num_threads(before)
     grid = read_png(out)
     assert grid.shape == (3, 2 + 2 * 66, 2 + 3 * 66)
     G = Generator.from_pretrained(model_dir)
