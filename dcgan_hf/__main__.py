@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 
 from . import images as imaging
-from .devices import resolve_device
+from .devices import one_thread, resolve_device
 from .files import write_atomic
 from .hub.loading import BUNDLED_MODEL, load_generator
 from .latent import MAX_SEEDS, check_truncation, parse_seeds
@@ -33,7 +33,6 @@ from .models import Generator
 from .photos import photo_from_file
 from .sampling import interpolate, interpolation_gif, render, sample, sample_latents
 from .serving import find_discriminator
-from .serving.threads import ThreadPolicy
 from .serving.steering import MAX_SWEEP_FRAMES, MIN_SWEEP_FRAMES, ArithmeticRequest
 
 MAX_STEER_SEEDS = 64  # faces swept or completed in one command (a sweep draws frames × seeds)
@@ -200,19 +199,11 @@ def _complete(generator: Generator, args: argparse.Namespace) -> tuple[bytes, st
     else:
         targets = sample(generator, args.seeds, truncation=args.truncation)
     discriminator = find_discriminator(LoadedModel(generator, parse_model_spec(args.model)))
-    # One face per optimiser step: the demo's thread policy for batches that small (bench/RESULTS.md §2).
-    # torch's default (every core) made a completion take minutes instead of seconds on a 2-core
-    # machine whose other core was busy: the OpenMP team waits on its descheduled thread every op.
-    policy = ThreadPolicy.for_device(next(generator.parameters()).device)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(policy.threads_for(1))
     rows = []
-    try:
+    with one_thread():  # one face per optimiser step: as the demo runs batches that small (RESULTS §2)
         for target in targets:
             completion = complete(generator, target, mask, discriminator)
             rows += [target, completion.masked_target, completion.composite]
-    finally:
-        torch.set_num_threads(threads)
     picture = imaging.grid_image(torch.stack(rows), nrow=3)
     return imaging.image_bytes(picture, Path(args.out).suffix), f"{len(targets)} completed faces ({args.complete})"
 

@@ -25,19 +25,19 @@ model without them computes SeFa on the fly.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Mapping
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from .devices import one_thread
 from .errors import ModelLoadError
 from .persistence import read_safetensors_header
 from .layout import DIRECTION_NAMES_FILE, DIRECTIONS_FILE
@@ -212,18 +212,6 @@ def format_edit(amounts: Mapping[int, float]) -> str:
 # -- finding directions ------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """A 100 × 100 eigendecomposition takes ~1 ms on one thread and ~400 ms on an OpenMP team that
-    shares its cores with other work (measured here): the team's start-up is the whole cost."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _first_layer_weight(generator: torch.nn.Module) -> torch.Tensor:
     weight = generator.main[0].weight
     if weight.dim() != 4 or weight.shape[0] != generator.nz:
@@ -249,7 +237,7 @@ def sefa(generator: torch.nn.Module, count: int | None = None) -> Directions:
     nz = generator.nz
     count = _check_count(min(DEFAULT_COUNT, nz) if count is None else count, nz)
     weight = _first_layer_weight(generator)  # (nz, C·16) = Aᵀ
-    with _one_thread():
+    with one_thread():
         _, vectors = torch.linalg.eigh(weight @ weight.T)  # AᵀA; eigenvalues ascending
     top = vectors.flip(1)[:, :count].T  # (count, nz), orthonormal
     return Directions(_unit_rows(top), tuple(default_name(index) for index in range(count)), "sefa")
@@ -258,7 +246,7 @@ def sefa(generator: torch.nn.Module, count: int | None = None) -> Directions:
 def sefa_strengths(generator: torch.nn.Module) -> torch.Tensor:
     """The eigenvalues of AᵀA, largest first, as shares of their sum: how much each SeFa direction moves."""
     weight = _first_layer_weight(generator)
-    with _one_thread():
+    with one_thread():
         values = torch.linalg.eigvalsh(weight @ weight.T).flip(0)
     return (values / values.sum()).float()
 
@@ -283,7 +271,7 @@ def ganspace(
         activations = torch.cat([first(part[:, :, None, None].to(parameter.device, parameter.dtype)).flatten(1)
                                  .to("cpu", torch.float64) for part in z.split(256)])
     centred = activations - activations.mean(0)
-    with _one_thread():
+    with one_thread():
         _, vectors = torch.linalg.eigh(centred @ centred.T)  # samples × samples: the PCA's left vectors
         coefficients = vectors.flip(1)[:, :count]  # each principal component's coefficient, up to scale
         directions = torch.linalg.lstsq(coefficients, z).solution  # (count, nz): z moved per coefficient
